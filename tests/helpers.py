@@ -1,0 +1,39 @@
+"""Small shared helpers for the tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import tfx_transfer as tt
+
+TINY = (32, 32, 3)
+
+
+def tiny_classifier(num_classes: int = 5, **kwargs):
+    """A small classifier on mobilenet_v3_small at 32x32, random weights."""
+    options = {"weights": None, "input_shape": TINY, "hidden_units": (16,)}
+    options.update(kwargs)
+    return tt.build_classifier("mobilenet_v3_small", num_classes, **options)
+
+
+def random_images(count: int, shape=TINY, seed: int = 0) -> np.ndarray:
+    """Raw 0..255 float32 pixels."""
+    return np.random.default_rng(seed).uniform(0, 255, (count, *shape)).astype("float32")
+
+
+def conv_classifier(num_classes: int = 4, **kwargs):
+    """A classifier on a two-layer conv backbone whose outputs vary with the input."""
+    import keras
+
+    backbone = keras.Sequential(
+        [
+            keras.Input(TINY),
+            keras.layers.Rescaling(1 / 255),
+            keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
+            keras.layers.Conv2D(16, 3, strides=2, activation="relu"),
+        ],
+        name="conv_backbone",
+    )
+    options = {"preprocessing": "none", "hidden_units": (16,), "dropout": 0.0}
+    options.update(kwargs)
+    return tt.build_classifier(backbone, num_classes, **options)

@@ -1,0 +1,68 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import tfx_transfer as tt
+from tfx_transfer.data import shapes
+
+
+@pytest.fixture(scope="module")
+def base():
+    return tt.demo.base_model()
+
+
+def test_base_model_is_the_seed_scenario(base):
+    assert base.get_layer("predictions").kernel.shape == (1024, 90)
+    assert base.input_shape == (None, 64, 64, 3)
+    info = tt.class_info(base)
+    assert info.class_names == shapes.BASE_CLASSES
+    assert info.activation is None  # logits
+    assert os.path.realpath("saved_models/shapes90_mobilenet_v3_small.keras") == str(
+        tt.demo.base_model_path().resolve()
+    )
+
+
+@pytest.mark.slow
+def test_base_model_accuracy_is_good_but_imperfect(base):
+    """The README states 60-90% test accuracy; a sample of 20 images per class."""
+    images, labels = shapes.arrays(shapes.BASE_CLASSES, 20, split="test")
+    predicted = base.predict(images.astype("float32"), batch_size=256, verbose=0).argmax(axis=1)
+    accuracy = float(np.mean(predicted == labels))
+    assert 0.6 <= accuracy <= 0.9, accuracy
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "tfx_transfer.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=900,
+    )
+
+
+def test_cli_version_and_backbones():
+    result = _cli("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"tfx-transfer {tt.__version__}"
+    result = _cli("backbones")
+    assert result.returncode == 0
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[1:]}
+    assert set(rows) == set(tt.list_backbones())
+    assert rows["inception_v3"][1:4] == ["299", "75", "no"]
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end_with_tiny_settings(tmp_path):
+    result = _cli("demo", "--tiny", "--workdir", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["base_classes"] == 90
+    assert report["transfer_classes"] == sorted(tt.demo.TRANSFER_CLASSES)
+    assert 0.0 <= report["transfer_test_accuracy"] <= 1.0
+    model = tt.load_model(report["model"])
+    assert tt.class_info(model).class_names == tuple(sorted(tt.demo.TRANSFER_CLASSES))
+    assert "test accuracy" in result.stdout

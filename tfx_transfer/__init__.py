@@ -1,0 +1,44 @@
+"""tfx_transfer: transfer learning on images with Keras 3 and TensorFlow.
+
+Example:
+
+>>> import tfx_transfer as tt
+>>> model = tt.build_classifier("resnet50", num_classes=90)
+"""
+
+from tfx_transfer._backend import check_backend
+
+check_backend()
+
+from tfx_transfer import data, demo  # noqa: E402
+from tfx_transfer.backbones import (  # noqa: E402
+    block_boundaries,
+    build_backbone,
+    feature_layer_names,
+    get_backbone_spec,
+    list_backbones,
+)
+from tfx_transfer.classifier import build_classifier  # noqa: E402
+from tfx_transfer.metadata import ClassMetadata, TransferModel, class_info  # noqa: E402
+from tfx_transfer.prediction import predict_images  # noqa: E402
+from tfx_transfer.saving import load_model  # noqa: E402
+from tfx_transfer.weights import WeightsUnavailableError  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ClassMetadata",
+    "TransferModel",
+    "WeightsUnavailableError",
+    "block_boundaries",
+    "build_backbone",
+    "build_classifier",
+    "class_info",
+    "data",
+    "demo",
+    "feature_layer_names",
+    "get_backbone_spec",
+    "list_backbones",
+    "load_model",
+    "predict_images",
+]

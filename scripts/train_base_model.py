@@ -2,7 +2,7 @@
 trained from scratch (no ImageNet weights here) on the 90 base classes of the
 embedded shapes data at 64x64 pixels.
 
-    python scripts/train_base_model.py            # ~15 min on 2 CPU cores
+    python scripts/train_base_model.py            # ~4 min on 2 CPU cores
 
 It writes tfx_transfer/resources/shapes90_mobilenet_v3_small.keras and prints
 the test accuracy (50 images per class) and the time it took.
@@ -39,8 +39,8 @@ def build(train_batchnorm: bool) -> keras.Model:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=24)
-    parser.add_argument("--per-class", type=int, default=150)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--per-class", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=OUTPUT)
@@ -75,11 +75,11 @@ def main() -> None:
     shipped = build(train_batchnorm=False)
     for layer in model.layers:
         shipped.get_layer(layer.name).set_weights(layer.get_weights())
-    shipped.compile(
-        metrics=["accuracy"], loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    )
-    _, accuracy = shipped.evaluate(test, verbose=0)
-    shipped.compile()  # no optimizer state in the file
+    correct = total = 0
+    for images, labels in test:
+        correct += int((shipped.predict_on_batch(images).argmax(axis=1) == labels.numpy()).sum())
+        total += int(labels.shape[0])
+    accuracy = correct / total
     args.output.parent.mkdir(parents=True, exist_ok=True)
     shipped.save(args.output)
     print(

@@ -22,12 +22,19 @@ from tfx_transfer.classifier import build_classifier  # noqa: E402
 from tfx_transfer.metadata import ClassMetadata, TransferModel, class_info  # noqa: E402
 from tfx_transfer.prediction import predict_images  # noqa: E402
 from tfx_transfer.saving import load_model  # noqa: E402
+from tfx_transfer.surgery import (  # noqa: E402
+    ColumnBlockDense,
+    expand_classes,
+    merge_frozen,
+    restore_old_classes,
+)
 from tfx_transfer.weights import WeightsUnavailableError  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ClassMetadata",
+    "ColumnBlockDense",
     "TransferModel",
     "WeightsUnavailableError",
     "block_boundaries",
@@ -36,9 +43,12 @@ __all__ = [
     "class_info",
     "data",
     "demo",
+    "expand_classes",
     "feature_layer_names",
     "get_backbone_spec",
     "list_backbones",
     "load_model",
+    "merge_frozen",
     "predict_images",
+    "restore_old_classes",
 ]

@@ -7,9 +7,8 @@ from collections.abc import Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from tfx_transfer.data.images import load_resize
+from tfx_transfer.data.images import load_images
 from tfx_transfer.metadata import class_info
 
 ImageInput = str | os.PathLike | np.ndarray
@@ -43,7 +42,7 @@ def predict_images(
     height, width = model.input_shape[1:3]
     if height is None or width is None:
         raise ValueError(f"Model {model.name!r} has no fixed input size to resize images to.")
-    images = np.stack([_load(item, (height, width)) for item in _as_items(paths_or_arrays)])
+    images = load_images(paths_or_arrays, (height, width))
     outputs = model.predict(images, batch_size=batch_size, verbose=0)
     if metadata.activation is None:
         convert = keras.ops.sigmoid if metadata.multi_label else keras.ops.softmax
@@ -54,25 +53,3 @@ def predict_images(
         [(metadata.class_names[i], float(row[i])) for i in indices]
         for row, indices in zip(outputs, best)
     ]
-
-
-def _as_items(paths_or_arrays):
-    if isinstance(paths_or_arrays, (str, os.PathLike)):
-        return [paths_or_arrays]
-    if isinstance(paths_or_arrays, np.ndarray):
-        return list(paths_or_arrays) if paths_or_arrays.ndim == 4 else [paths_or_arrays]
-    items = list(paths_or_arrays)
-    if not items:
-        raise ValueError("predict_images needs at least one image.")
-    return items
-
-
-def _load(item, size) -> np.ndarray:
-    if isinstance(item, (str, os.PathLike)):
-        if not os.path.isfile(item):
-            raise FileNotFoundError(f"Image file not found: {os.fspath(item)!r}.")
-        return load_resize(tf.constant(os.fspath(item)), size).numpy()
-    array = np.asarray(item)
-    if array.ndim != 3 or array.shape[-1] != 3:
-        raise ValueError(f"Expected an RGB image array (H, W, 3); got shape {array.shape}.")
-    return tf.image.resize(array.astype(np.float32), size).numpy()

@@ -8,6 +8,7 @@ import keras
 
 # Importing these modules registers their serializable classes with Keras.
 from tfx_transfer import metadata, preprocessing  # noqa: F401
+from tfx_transfer.surgery import layers  # noqa: F401
 
 
 def load_model(path: str | os.PathLike, *, compile: bool = True) -> keras.Model:

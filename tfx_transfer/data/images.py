@@ -58,3 +58,29 @@ def _clean(message: str) -> str:
     """TensorFlow's op error without the function-node and op decorations."""
     message = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", message.strip().splitlines()[0])
     return re.sub(r"\s*\[Op:\w+\]$", "", message)
+
+
+def load_images(items, image_size: tuple[int, int]):
+    """Paths and/or RGB arrays (H, W, 3), or one batch array (N, H, W, 3), as a
+    float32 batch (N, height, width, 3) of 0..255 pixels resized to `image_size`."""
+    import numpy as np
+
+    if isinstance(items, (str, os.PathLike)):
+        items = [items]
+    elif isinstance(items, np.ndarray) and items.ndim == 3:
+        items = [items]
+    items = list(items)
+    if not items:
+        raise ValueError("Expected at least one image.")
+    loaded = []
+    for item in items:
+        if isinstance(item, (str, os.PathLike)):
+            if not os.path.isfile(item):
+                raise FileNotFoundError(f"Image file not found: {os.fspath(item)!r}.")
+            loaded.append(load_resize(tf.constant(os.fspath(item)), image_size).numpy())
+            continue
+        array = np.asarray(item)
+        if array.ndim != 3 or array.shape[-1] != 3:
+            raise ValueError(f"Expected an RGB image array (H, W, 3); got shape {array.shape}.")
+        loaded.append(tf.image.resize(array.astype(np.float32), image_size).numpy())
+    return np.stack(loaded)

@@ -1,0 +1,60 @@
+"""Copying a model with one layer replaced; every other weight carried over."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+
+from tfx_transfer.metadata import ClassMetadata, TransferModel, with_metadata
+
+
+def as_functional(model: keras.Model) -> keras.Model:
+    """`model` itself if functional; a functional view over a Sequential's layers."""
+    if not isinstance(model, keras.Sequential):
+        return model
+    if not model.built or not model.inputs:
+        raise ValueError(
+            f"Sequential model {model.name!r} is not built; give it an Input (or call it once)."
+        )
+    inputs = keras.Input(batch_shape=model.inputs[0].shape, dtype=model.inputs[0].dtype)
+    x = inputs
+    for layer in model.layers:
+        x = layer(x)
+    return keras.Model(inputs, x, name=model.name)
+
+
+def replace_layer(
+    model: keras.Model,
+    layer_name: str,
+    make_layer: Callable[[keras.layers.Layer], keras.layers.Layer],
+    metadata: ClassMetadata,
+    *,
+    append: Callable[[], keras.layers.Layer] | None = None,
+) -> TransferModel:
+    """A new model like `model`, with layer `layer_name` replaced by `make_layer(old)`.
+
+    Every other layer is re-created from its config (trainable flags included)
+    and gets a copy of its weights (BatchNorm statistics included), so the new
+    model shares nothing with `model`. `append()` optionally returns a layer
+    applied right after the replaced one (e.g. the activation split off a
+    foreign classifier). The caller sets the replaced layer's weights.
+    """
+    source = as_functional(model)
+
+    def clone_layer(layer):
+        if layer.name == layer_name:
+            return make_layer(layer)
+        return layer.__class__.from_config(layer.get_config())
+
+    def call_layer(layer, *args, **kwargs):
+        outputs = layer(*args, **kwargs)
+        if append is not None and layer.name == layer_name:
+            outputs = append()(outputs)
+        return outputs
+
+    clone = keras.models.clone_model(source, clone_function=clone_layer, call_function=call_layer)
+    for layer in source.layers:
+        if layer.name != layer_name and layer.weights:
+            clone.get_layer(layer.name).set_weights(layer.get_weights())
+    return with_metadata(clone.inputs, clone.outputs, metadata, name=model.name)

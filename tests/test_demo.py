@@ -60,9 +60,13 @@ def test_demo_runs_end_to_end_with_tiny_settings(tmp_path):
     result = _cli("demo", "--tiny", "--workdir", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((tmp_path / "run" / "report.json").read_text())
-    assert report["base_classes"] == 90
-    assert report["transfer_classes"] == sorted(tt.demo.TRANSFER_CLASSES)
-    assert 0.0 <= report["transfer_test_accuracy"] <= 1.0
+    assert report["classes"] == {"old": 90, "new": sorted(shapes.NOVEL_CLASSES)}
+    assert report["kernel"] == [1024, 92]
+    for key in ("old_accuracy", "new_accuracy", "reference_old_accuracy"):
+        assert 0.0 <= report[key] <= 1.0
     model = tt.load_model(report["model"])
-    assert tt.class_info(model).class_names == tuple(sorted(tt.demo.TRANSFER_CLASSES))
-    assert "test accuracy" in result.stdout
+    assert tt.class_info(model).class_names == shapes.BASE_CLASSES + tuple(
+        sorted(shapes.NOVEL_CLASSES)
+    )
+    assert type(model.get_layer("predictions")).__name__ == "Dense"
+    assert "| expanded (92 classes) |" in result.stdout

@@ -19,6 +19,7 @@ from tfx_transfer.backbones import (  # noqa: E402
     list_backbones,
 )
 from tfx_transfer.classifier import build_classifier  # noqa: E402
+from tfx_transfer.evaluation import EvaluationReport, evaluate  # noqa: E402
 from tfx_transfer.metadata import ClassMetadata, TransferModel, class_info  # noqa: E402
 from tfx_transfer.prediction import predict_images  # noqa: E402
 from tfx_transfer.saving import load_model  # noqa: E402
@@ -28,6 +29,7 @@ from tfx_transfer.surgery import (  # noqa: E402
     merge_frozen,
     restore_old_classes,
 )
+from tfx_transfer.surgery.label_maps import LabelMap  # noqa: E402
 from tfx_transfer.weights import WeightsUnavailableError  # noqa: E402
 
 __version__ = "0.1.0"
@@ -35,6 +37,8 @@ __version__ = "0.1.0"
 __all__ = [
     "ClassMetadata",
     "ColumnBlockDense",
+    "EvaluationReport",
+    "LabelMap",
     "TransferModel",
     "WeightsUnavailableError",
     "block_boundaries",
@@ -43,6 +47,7 @@ __all__ = [
     "class_info",
     "data",
     "demo",
+    "evaluate",
     "expand_classes",
     "feature_layer_names",
     "get_backbone_spec",

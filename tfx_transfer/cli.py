@@ -50,22 +50,22 @@ def _run_demo(args) -> int:
 
     settings = DemoSettings.tiny() if args.tiny else DemoSettings()
     report = run_demo(args.workdir, settings)
-    print()
     print(
-        f"base model ({report['base_classes']} classes) test accuracy: "
-        f"{report['base_test_accuracy']:.3f}"
+        f"\n90 -> 92 classes: kernel {report['kernel'][0]}x{report['kernel'][1]}, "
+        f"new classes {report['classes']['new']}, old columns frozen.\n"
+        f"Test set: {report['test_images_per_class']} images per class.\n"
     )
+    print("| model | old-class accuracy | new-class accuracy |")
+    print("|---|---|---|")
+    print(f"| base model (90 classes) | {report['reference_old_accuracy']:.3f} | - |")
     print(
-        f"transfer to {report['transfer_classes']}: test accuracy "
-        f"{report['transfer_test_accuracy']:.3f} after training on {report['train_images']} images"
+        f"| expanded (92 classes) | {report['old_accuracy']:.3f} | {report['new_accuracy']:.3f} |"
     )
+    print(f"\nchange on old classes: {100 * report['old_accuracy_change']:+.1f} points")
     print(
         f"example: {report['example_prediction']['file']} -> {report['example_prediction']['top2']}"
     )
-    print(
-        f"model saved to {report['model']}; report in {args.workdir}/report.json "
-        f"({report['seconds']} s)"
-    )
+    print(f"model: {report['model']}; report: {args.workdir}/report.json ({report['seconds']} s)")
     return 0
 
 

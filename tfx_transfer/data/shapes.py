@@ -48,7 +48,7 @@ SHAPES = (
     "semicircle",
     "arrow",
 )
-NOVEL_CLASSES = ("orange_star", "cyan_hexagon")
+NOVEL_CLASSES = ("blue_crescent", "red_arrow")
 _UNUSED = ("white_ring", "yellow_crescent", "magenta_arrow", "green_semicircle")
 ALL_CLASSES = tuple(
     f"{colour}_{shape}"
@@ -57,6 +57,8 @@ ALL_CLASSES = tuple(
     if f"{colour}_{shape}" not in _UNUSED
 )
 BASE_CLASSES = tuple(name for name in ALL_CLASSES if name not in NOVEL_CLASSES)
+# The column order of a base model expanded by the novel classes.
+ALL_ORDERED = BASE_CLASSES + NOVEL_CLASSES
 SPLITS = {"train": 0, "validation": 1, "test": 2}
 DEFAULT_IMAGE_SIZE = 64
 
@@ -139,7 +141,7 @@ def write_image_folder(
 
     >>> root = tt.data.shapes.write_image_folder("shapes/train", tt.data.shapes.NOVEL_CLASSES, 20)
     >>> sorted(p.name for p in root.iterdir())
-    ['cyan_hexagon', 'orange_star']
+    ['blue_crescent', 'red_arrow']
     """
     root = Path(directory)
     images, labels = arrays(classes, per_class, split=split, image_size=image_size, seed=seed)

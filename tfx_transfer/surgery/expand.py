@@ -56,7 +56,7 @@ def expand_classes(
     Example:
 
     >>> base = tt.demo.base_model()                      # 1024 x 90 kernel
-    >>> model = tt.expand_classes(base, new_class_names=["orange_star", "cyan_hexagon"])
+    >>> model = tt.expand_classes(base, new_class_names=["blue_crescent", "red_arrow"])
     >>> model.get_layer("predictions").kernel.shape
     (1024, 92)
     """
@@ -133,7 +133,7 @@ def restore_old_classes(
 
     Example:
 
-    >>> model = tt.expand_classes(base, new_class_names=["orange_star", "cyan_hexagon"])
+    >>> model = tt.expand_classes(base, new_class_names=["blue_crescent", "red_arrow"])
     >>> model.fit(...)                     # everything trains
     >>> tt.restore_old_classes(model, base)
     """

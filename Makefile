@@ -8,7 +8,6 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 $(INSTALLED): setup.cfg pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --upgrade pip
 	$(VENV)/bin/python -m pip install -e ".[dev]"
 	touch $(INSTALLED)
 

@@ -103,6 +103,7 @@ def test_weights_round_trip_through_a_local_file(tmp_path):
     )
 
 
+@pytest.mark.filterwarnings("ignore:Skipping")
 def test_weights_file_for_another_backbone_is_a_clear_error(tmp_path):
     path = tmp_path / "other.weights.h5"
     tt.build_backbone("mobilenet_v3_small", weights=None, input_shape=(32, 32, 3)).save_weights(

@@ -57,7 +57,9 @@ def test_cli_version_and_backbones():
 
 @pytest.mark.slow
 def test_demo_runs_end_to_end_with_tiny_settings(tmp_path):
-    result = _cli("demo", "--tiny", "--workdir", str(tmp_path / "run"))
+    result = _cli(
+        "demo", "--tiny", "--workdir", str(tmp_path / "run"), "--export-dir", str(tmp_path / "sm")
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["classes"] == {"old": 90, "new": sorted(shapes.NOVEL_CLASSES)}
@@ -70,3 +72,6 @@ def test_demo_runs_end_to_end_with_tiny_settings(tmp_path):
     )
     assert type(model.get_layer("predictions")).__name__ == "Dense"
     assert "| expanded (92 classes) |" in result.stdout
+    assert report["export"] == str(tmp_path / "sm" / "1")
+    labels = (tmp_path / "sm" / "1" / "assets" / "labels.txt").read_text().splitlines()
+    assert labels[-2:] == sorted(shapes.NOVEL_CLASSES) and len(labels) == 92

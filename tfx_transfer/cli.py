@@ -14,6 +14,11 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command")
     demo = commands.add_parser("demo", help="run the offline demo on the embedded data")
     demo.add_argument("--workdir", default="runs/demo", help="where outputs go (runs/demo)")
+    demo.add_argument(
+        "--export-dir",
+        default="saved_models/shapes92",
+        help="where SavedModel versions go (saved_models/shapes92)",
+    )
     demo.add_argument("--tiny", action="store_true", help="tiny settings, for a smoke test")
     commands.add_parser("backbones", help="list the registered backbones")
     args = parser.parse_args(argv)
@@ -49,7 +54,7 @@ def _run_demo(args) -> int:
     from tfx_transfer.demo import DemoSettings, run_demo
 
     settings = DemoSettings.tiny() if args.tiny else DemoSettings()
-    report = run_demo(args.workdir, settings)
+    report = run_demo(args.workdir, settings, args.export_dir)
     print(
         f"\n90 -> 92 classes: kernel {report['kernel'][0]}x{report['kernel'][1]}, "
         f"new classes {report['classes']['new']}, old columns frozen.\n"
@@ -65,7 +70,8 @@ def _run_demo(args) -> int:
     print(
         f"example: {report['example_prediction']['file']} -> {report['example_prediction']['top2']}"
     )
-    print(f"model: {report['model']}; report: {args.workdir}/report.json ({report['seconds']} s)")
+    print(f"model: {report['model']}; SavedModel for TF Serving: {report['export']}")
+    print(f"report: {args.workdir}/report.json ({report['seconds']} s)")
     return 0
 
 

@@ -24,6 +24,7 @@ import tensorflow as tf
 from tfx_transfer.data import shapes
 from tfx_transfer.data.image_folder import image_folder
 from tfx_transfer.evaluation import evaluate
+from tfx_transfer.export import export_saved_model
 from tfx_transfer.metadata import class_info
 from tfx_transfer.prediction import predict_images
 from tfx_transfer.saving import load_model
@@ -68,7 +69,11 @@ class DemoSettings:
         return cls(new_per_class=6, exemplars_per_old_class=1, test_per_class=2, epochs=1)
 
 
-def run_demo(workdir: str | Path = "runs/demo", settings: DemoSettings | None = None) -> dict:
+def run_demo(
+    workdir: str | Path = "runs/demo",
+    settings: DemoSettings | None = None,
+    export_dir: str | Path = "saved_models/shapes92",
+) -> dict:
     """90 -> 92 classes, offline, end to end.
 
     1. writes the images of the 2 new classes as an image folder (the user's new
@@ -78,7 +83,8 @@ def run_demo(workdir: str | Path = "runs/demo", settings: DemoSettings | None = 
     3. trains only the new columns on the new images plus a few exemplars of each
        old class (class-balanced);
     4. evaluates old and new classes against the base model on held-out images;
-    5. saves the 92-class model (frozen blocks merged) as `.keras`.
+    5. saves the 92-class model (frozen blocks merged) as `.keras` and exports
+       the next SavedModel version under `export_dir` for TF Serving.
 
     Returns the report (also written to `workdir/report.json`).
     """
@@ -115,6 +121,7 @@ def run_demo(workdir: str | Path = "runs/demo", settings: DemoSettings | None = 
     merged = merge_frozen(model)
     model_path = workdir / "shapes92.keras"
     merged.save(model_path)
+    export_path = export_saved_model(merged, export_dir)
     sample = sorted((folder / new_data.class_names[0]).iterdir())[0]
     result = {
         "base_model": str(base_model_path()),
@@ -123,6 +130,7 @@ def run_demo(workdir: str | Path = "runs/demo", settings: DemoSettings | None = 
         "test_images_per_class": settings.test_per_class,
         **report.summary(),
         "model": str(model_path),
+        "export": str(export_path),
         "example_prediction": {"file": str(sample), "top2": predict_images(merged, [sample], 2)[0]},
         "seconds": round(time.time() - started, 1),
     }

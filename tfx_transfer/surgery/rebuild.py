@@ -57,4 +57,10 @@ def replace_layer(
     for layer in source.layers:
         if layer.name != layer_name and layer.weights:
             clone.get_layer(layer.name).set_weights(layer.get_weights())
-    return with_metadata(clone.inputs, clone.outputs, metadata, name=model.name)
+    inputs, outputs = clone.inputs, clone.outputs
+    return with_metadata(
+        inputs[0] if len(inputs) == 1 else inputs,
+        outputs[0] if len(outputs) == 1 else outputs,
+        metadata,
+        name=model.name,
+    )

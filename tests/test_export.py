@@ -58,6 +58,7 @@ def test_a_failed_export_leaves_nothing_and_the_next_one_succeeds(tmp_path, mode
 def test_verification_rejects_an_export_that_differs(tmp_path, model):
     path = tt.export_saved_model(model, tmp_path / "animals", warmup=False)
     other = conv_classifier(4)
+    other.get_layer("predictions").bias.assign([0.0, 1.0, 2.0, 3.0])  # surely different
     with pytest.raises(ExportVerificationError, match="Signature 'serving_default' .* differs"):
         export_module.verify_export(path, other)
 
@@ -167,3 +168,20 @@ def test_example_client_request_matches_the_signature(tmp_path, model):
     }
     body = client.rest_body([image])
     assert json.loads(json.dumps(body))["instances"][0]["image_bytes"]["b64"]
+
+
+def test_tflite_conversion_matches_the_model(tmp_path):
+    base = conv_classifier(3, class_names=["a", "b", "c"])
+    expanded = tt.expand_classes(base, new_class_names=["d"], freeze_old=True)
+    path = tt.export_tflite(expanded, tmp_path / "model.tflite")
+    assert path.is_file() and sorted(os.listdir(tmp_path)) == ["model.tflite"]
+    interpreter = tf.lite.Interpreter(model_path=str(path))
+    interpreter.allocate_tensors()
+    (image_input,), (output,) = interpreter.get_input_details(), interpreter.get_output_details()
+    assert list(image_input["shape"]) == [1, 32, 32, 3] and list(output["shape"]) == [1, 4]
+    image = random_images(1)
+    interpreter.set_tensor(image_input["index"], image)
+    interpreter.invoke()
+    np.testing.assert_allclose(
+        interpreter.get_tensor(output["index"]), expanded.predict(image, verbose=0), atol=1e-4
+    )

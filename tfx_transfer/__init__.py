@@ -20,7 +20,7 @@ from tfx_transfer.backbones import (  # noqa: E402
 )
 from tfx_transfer.classifier import build_classifier  # noqa: E402
 from tfx_transfer.evaluation import EvaluationReport, evaluate  # noqa: E402
-from tfx_transfer.export import export_saved_model  # noqa: E402
+from tfx_transfer.export import export_saved_model, export_tflite  # noqa: E402
 from tfx_transfer.metadata import ClassMetadata, TransferModel, class_info  # noqa: E402
 from tfx_transfer.prediction import predict_images  # noqa: E402
 from tfx_transfer.saving import load_model  # noqa: E402
@@ -51,6 +51,7 @@ __all__ = [
     "evaluate",
     "expand_classes",
     "export_saved_model",
+    "export_tflite",
     "feature_layer_names",
     "get_backbone_spec",
     "list_backbones",

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 import tfx_transfer as tt
-from tfx_transfer.data.image_folder import UnusableImagesError
+from tfx_transfer.data import UnusableImagesError
 
 RGB = np.random.default_rng(0).integers(0, 256, (20, 24, 3), dtype=np.uint8)
 

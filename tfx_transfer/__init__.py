@@ -21,6 +21,7 @@ from tfx_transfer.backbones import (  # noqa: E402
 from tfx_transfer.classifier import build_classifier  # noqa: E402
 from tfx_transfer.evaluation import EvaluationReport, evaluate  # noqa: E402
 from tfx_transfer.export import export_saved_model, export_tflite  # noqa: E402
+from tfx_transfer.label_maps import LabelMap  # noqa: E402
 from tfx_transfer.metadata import ClassMetadata, TransferModel, class_info  # noqa: E402
 from tfx_transfer.prediction import predict_images  # noqa: E402
 from tfx_transfer.saving import load_model  # noqa: E402
@@ -30,7 +31,6 @@ from tfx_transfer.surgery import (  # noqa: E402
     merge_frozen,
     restore_old_classes,
 )
-from tfx_transfer.surgery.label_maps import LabelMap  # noqa: E402
 from tfx_transfer.weights import WeightsUnavailableError  # noqa: E402
 
 __version__ = "0.1.0"

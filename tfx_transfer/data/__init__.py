@@ -1,6 +1,9 @@
 """Data sources that return plain `tf.data` pipelines of (images, labels)."""
 
 from tfx_transfer.data import shapes
-from tfx_transfer.data.image_folder import ImageFolder, image_folder
+from tfx_transfer.data.arrays import arrays
+from tfx_transfer.data.image_folder import image_folder
+from tfx_transfer.data.manifest import manifest
+from tfx_transfer.data.pipeline import ImageData, UnusableImagesError
 
-__all__ = ["ImageFolder", "image_folder", "shapes"]
+__all__ = ["ImageData", "UnusableImagesError", "arrays", "image_folder", "manifest", "shapes"]

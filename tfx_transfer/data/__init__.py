@@ -2,8 +2,20 @@
 
 from tfx_transfer.data import shapes
 from tfx_transfer.data.arrays import arrays
+from tfx_transfer.data.balance import ClassStatistics, class_statistics, class_weights, resample
 from tfx_transfer.data.image_folder import image_folder
 from tfx_transfer.data.manifest import manifest
 from tfx_transfer.data.pipeline import ImageData, UnusableImagesError
 
-__all__ = ["ImageData", "UnusableImagesError", "arrays", "image_folder", "manifest", "shapes"]
+__all__ = [
+    "ClassStatistics",
+    "ImageData",
+    "UnusableImagesError",
+    "arrays",
+    "class_statistics",
+    "class_weights",
+    "image_folder",
+    "manifest",
+    "resample",
+    "shapes",
+]

@@ -2,6 +2,7 @@
 
 from tfx_transfer.data import shapes
 from tfx_transfer.data.arrays import arrays
+from tfx_transfer.data.augment import augment, augmentation_layers
 from tfx_transfer.data.balance import ClassStatistics, class_statistics, class_weights, resample
 from tfx_transfer.data.image_folder import image_folder
 from tfx_transfer.data.manifest import manifest
@@ -12,6 +13,8 @@ __all__ = [
     "ImageData",
     "UnusableImagesError",
     "arrays",
+    "augment",
+    "augmentation_layers",
     "class_statistics",
     "class_weights",
     "image_folder",

@@ -7,9 +7,11 @@ from tfx_transfer.data.balance import ClassStatistics, class_statistics, class_w
 from tfx_transfer.data.image_folder import image_folder
 from tfx_transfer.data.manifest import manifest
 from tfx_transfer.data.pipeline import ImageData, UnusableImagesError
+from tfx_transfer.data.tfds_source import DatasetUnavailableError, tfds
 
 __all__ = [
     "ClassStatistics",
+    "DatasetUnavailableError",
     "ImageData",
     "UnusableImagesError",
     "arrays",
@@ -21,4 +23,5 @@ __all__ = [
     "manifest",
     "resample",
     "shapes",
+    "tfds",
 ]

@@ -57,3 +57,15 @@ def test_dataset_yields_float_pixels_and_int_labels():
     assert batch_images.dtype.name == "float32" and batch_images.shape == (4, 64, 64, 3)
     assert batch_labels.dtype.name == "int32"
     assert 0 <= float(np.min(batch_images)) and float(np.max(batch_images)) <= 255
+
+
+def test_image_data_has_names_counts_and_the_three_splits():
+    data = shapes.image_data(shapes.NOVEL_CLASSES, 3, validation_per_class=2, test_per_class=1)
+    assert data.class_names == list(shapes.NOVEL_CLASSES)
+    assert data.class_counts == {name: 6 for name in shapes.NOVEL_CLASSES}
+    sizes = [
+        sum(int(y.shape[0]) for _, y in split) for split in (data.train, data.validation, data.test)
+    ]
+    assert sizes == [6, 4, 2]
+    one_hot = next(iter(tt.data.to_one_hot(data.test, 2)))[1].numpy()
+    np.testing.assert_array_equal(one_hot, [[1, 0], [0, 1]])

@@ -56,7 +56,9 @@ def zoo(tmp_path):
 
 
 def test_zoo_is_sorted_into_usable_and_skipped_files(zoo):
-    with pytest.warns(UserWarning, match=f"Skipped {len(BROKEN) + 1} of {len(USABLE) + len(BROKEN) + 2}"):
+    with pytest.warns(
+        UserWarning, match=f"Skipped {len(BROKEN) + 1} of {len(USABLE) + len(BROKEN) + 2}"
+    ):
         data = tt.data.image_folder(zoo, image_size=16, batch_size=4)
     assert data.class_counts == {"other": 1, "zoo": len(USABLE)}
     reasons = {os.path.basename(path): reason for path, reason in data.skipped}

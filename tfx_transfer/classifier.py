@@ -134,9 +134,11 @@ def _resolve_backbone(backbone, weights, input_shape, preprocessing):
 
 
 def _keep_batchnorm_in_inference_mode(model: keras.Model) -> None:
-    for layer in model._flatten_layers(include_self=False):
+    for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False
+        elif isinstance(layer, keras.Model):
+            _keep_batchnorm_in_inference_mode(layer)
 
 
 def _has_own_preprocessing(model: keras.Model) -> bool:

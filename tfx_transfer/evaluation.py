@@ -196,8 +196,5 @@ def _mean(values: np.ndarray) -> float | None:
 
 
 def _fmt(value) -> str:
-    return (
-        f"{value:+.4f}"
-        if isinstance(value, float) and value < 0
-        else (f"{value:.4f}" if isinstance(value, float) else str(value))
-    )
+    """Floats with 4 decimals (negative ones keep their sign), others as they are."""
+    return f"{value:.4f}" if isinstance(value, float) else str(value)

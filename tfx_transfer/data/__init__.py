@@ -6,7 +6,7 @@ from tfx_transfer.data.augment import augment, augmentation_layers
 from tfx_transfer.data.balance import ClassStatistics, class_statistics, class_weights, resample
 from tfx_transfer.data.image_folder import image_folder
 from tfx_transfer.data.manifest import manifest
-from tfx_transfer.data.pipeline import ImageData, UnusableImagesError
+from tfx_transfer.data.pipeline import ImageData, UnusableImagesError, to_one_hot
 from tfx_transfer.data.tfds_source import DatasetUnavailableError, tfds
 
 __all__ = [
@@ -24,4 +24,5 @@ __all__ = [
     "resample",
     "shapes",
     "tfds",
+    "to_one_hot",
 ]

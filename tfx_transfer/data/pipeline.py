@@ -156,6 +156,15 @@ def _finish(data, count, *, batch_size, shuffle, seed, cache):
     return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+def to_one_hot(data: tf.data.Dataset, num_classes: int) -> tf.data.Dataset:
+    """(images, int labels) batches -> (images, float32 one-hot labels), e.g. for
+    label smoothing with `CategoricalCrossentropy(label_smoothing=0.1)`."""
+    return data.map(
+        lambda images, labels: (images, tf.one_hot(labels, num_classes)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+
+
 def counts_by_class(labels: np.ndarray, class_names: Sequence[str]) -> dict[str, int]:
     """Images per class (for multi-hot labels, images that have the class)."""
     if labels.ndim == 2:

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from tfx_transfer.data.pipeline import ImageData
+
 COLOURS = {
     "red": (215, 35, 35),
     "orange": (245, 140, 20),
@@ -123,6 +125,43 @@ def dataset(
         data.batch(batch_size)
         .map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def image_data(
+    classes: Sequence[str],
+    per_class: int,
+    *,
+    validation_per_class: int = 0,
+    test_per_class: int = 0,
+    image_size: int = DEFAULT_IMAGE_SIZE,
+    batch_size: int = 32,
+    seed: int = 0,
+):
+    """The embedded data as `tt.data.ImageData` (class names and counts included),
+    with its own train/validation/test splits.
+
+    Example:
+
+    >>> data = tt.data.shapes.image_data(tt.data.shapes.BASE_CLASSES, 40, test_per_class=10)
+    >>> data.class_counts["red_circle"]
+    50
+    """
+    def split(name, count):
+        if not count:
+            return None
+        return dataset(
+            classes, count, split=name, image_size=image_size, batch_size=batch_size, seed=seed
+        )
+
+    total = per_class + validation_per_class + test_per_class
+    return ImageData(
+        train=split("train", per_class),
+        validation=split("validation", validation_per_class),
+        test=split("test", test_per_class),
+        class_names=list(classes),
+        class_counts={name: total for name in classes},
+        skipped=[],
     )
 
 

@@ -51,7 +51,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         shapes.write_image_folder(folder, shapes.ALL_CLASSES, PER_CLASS)
         plain = tt.data.image_folder(folder, image_size=64, batch_size=BATCH, seed=0)
-        cached = tt.data.image_folder(folder, image_size=64, batch_size=BATCH, seed=0, cache="memory")
+        cached = tt.data.image_folder(
+            folder, image_size=64, batch_size=BATCH, seed=0, cache="memory"
+        )
         augmentation = {"flip": 1, "rotation": 0.05, "zoom": 0.1}
         augmented = tt.data.augment(plain.train, augmentation, seed=0)
         pipeline = {
@@ -81,12 +83,14 @@ def main() -> None:
 
     for name, value in {**pipeline, **model}.items():
         print(f"{name:<55} {value:8.0f} images/s")
-    ratio = pipeline["pipeline, no cache, augmentation in tf.data"] / model[
-        "training, everything (fine-tuning)"
-    ]
-    head_ratio = pipeline["pipeline, no cache, augmentation in tf.data"] / model[
-        "training, head only (frozen backbone)"
-    ]
+    ratio = (
+        pipeline["pipeline, no cache, augmentation in tf.data"]
+        / model["training, everything (fine-tuning)"]
+    )
+    head_ratio = (
+        pipeline["pipeline, no cache, augmentation in tf.data"]
+        / model["training, head only (frozen backbone)"]
+    )
     print(f"pipeline / head-only training: {head_ratio:.1f}x")
     print(f"pipeline / fine-tuning: {ratio:.1f}x (goal >= 3)")
 

@@ -6,7 +6,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tfx_transfer.data.pipeline import ImageData, array_pipeline, counts_by_class, split_indices
+from tfx_transfer.data.pipeline import (
+    ImageData,
+    array_pipeline,
+    assemble,
+    counts_by_class,
+    split_indices,
+)
 
 
 def arrays(
@@ -44,7 +50,7 @@ def arrays(
         raise ValueError(f"Labels must be in 0..{len(names) - 1} for {len(names)} class names.")
     if multi_label and labels.shape[1] != len(names):
         raise ValueError(f"Multi-hot labels have {labels.shape[1]} columns but {len(names)} names.")
-    train, validation, test = split_indices(
+    splits = split_indices(
         labels, validation_split=validation_split, test_split=test_split, seed=seed
     )
 
@@ -53,12 +59,10 @@ def arrays(
             images[indices], labels[indices], batch_size=batch_size, shuffle=shuffle, seed=seed
         )
 
-    return ImageData(
-        train=pipeline(train, True),
-        validation=pipeline(validation, False) if validation_split else None,
-        test=pipeline(test, False) if test_split else None,
+    return assemble(
+        pipeline,
+        splits,
         class_names=names,
         class_counts=counts_by_class(labels, names),
-        skipped=[],
         multi_label=multi_label,
     )

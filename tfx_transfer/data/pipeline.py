@@ -156,6 +156,29 @@ def _finish(data, count, *, batch_size, shuffle, seed, cache):
     return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+def assemble(
+    pipeline,
+    splits: tuple[np.ndarray, np.ndarray, np.ndarray],
+    *,
+    class_names: Sequence[str],
+    class_counts: dict[str, int],
+    skipped: list[tuple[str, str]] | None = None,
+    multi_label: bool = False,
+) -> ImageData:
+    """`ImageData` from `pipeline(indices, shuffle)` and (train, validation, test)
+    indices; an empty split becomes None."""
+    train, validation, test = splits
+    return ImageData(
+        train=pipeline(train, True),
+        validation=pipeline(validation, False) if len(validation) else None,
+        test=pipeline(test, False) if len(test) else None,
+        class_names=list(class_names),
+        class_counts=class_counts,
+        skipped=skipped or [],
+        multi_label=multi_label,
+    )
+
+
 def to_one_hot(data: tf.data.Dataset, num_classes: int) -> tf.data.Dataset:
     """(images, int labels) batches -> (images, float32 one-hot labels), e.g. for
     label smoothing with `CategoricalCrossentropy(label_smoothing=0.1)`."""
@@ -201,7 +224,7 @@ def labelled_files(
         raise ValueError(
             f"Classes with no usable images in {source}: {empty}. Add images or remove the classes."
         )
-    train, validation, test = split_indices(
+    splits = split_indices(
         labels, validation_split=validation_split, test_split=test_split, seed=seed
     )
 
@@ -217,11 +240,10 @@ def labelled_files(
             deterministic=deterministic,
         )
 
-    return ImageData(
-        train=pipeline(train, shuffle=True),
-        validation=pipeline(validation, shuffle=False) if validation_split else None,
-        test=pipeline(test, shuffle=False) if test_split else None,
-        class_names=list(class_names),
+    return assemble(
+        pipeline,
+        splits,
+        class_names=class_names,
         class_counts=counts,
         skipped=skipped,
         multi_label=labels.ndim == 2,

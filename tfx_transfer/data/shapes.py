@@ -147,6 +147,7 @@ def image_data(
     >>> data.class_counts["red_circle"]
     50
     """
+
     def split(name, count):
         if not count:
             return None

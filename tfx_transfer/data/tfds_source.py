@@ -11,7 +11,7 @@ import tensorflow as tf
 import tensorflow_datasets as tensorflow_datasets
 
 from tfx_transfer.data.images import as_size
-from tfx_transfer.data.pipeline import ImageData, counts_by_class, split_indices
+from tfx_transfer.data.pipeline import ImageData, assemble, counts_by_class, split_indices
 
 CONNECT_TIMEOUT_SECONDS = 3.0
 
@@ -69,7 +69,7 @@ def tfds(
         ),
         dtype=np.int32,
     )
-    train, validation, test = split_indices(
+    splits = split_indices(
         labels, validation_split=validation_split, test_split=test_split, seed=seed
     )
     size = as_size(image_size)
@@ -93,13 +93,8 @@ def tfds(
             data = data.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
         return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
-    return ImageData(
-        train=pipeline(train, True),
-        validation=pipeline(validation, False) if validation_split else None,
-        test=pipeline(test, False) if test_split else None,
-        class_names=class_names,
-        class_counts=counts_by_class(labels, class_names),
-        skipped=[],
+    return assemble(
+        pipeline, splits, class_names=class_names, class_counts=counts_by_class(labels, class_names)
     )
 
 

@@ -10,7 +10,7 @@ from tfx_transfer._backend import check_backend
 
 check_backend()
 
-from tfx_transfer import data, demo  # noqa: E402
+from tfx_transfer import data, demo, training  # noqa: E402
 from tfx_transfer.backbones import (  # noqa: E402
     block_boundaries,
     build_backbone,
@@ -59,4 +59,5 @@ __all__ = [
     "merge_frozen",
     "predict_images",
     "restore_old_classes",
+    "training",
 ]

@@ -31,6 +31,7 @@ from tfx_transfer.surgery import (  # noqa: E402
     merge_frozen,
     restore_old_classes,
 )
+from tfx_transfer.training import fine_tune  # noqa: E402
 from tfx_transfer.weights import WeightsUnavailableError  # noqa: E402
 
 __version__ = "0.1.0"
@@ -53,6 +54,7 @@ __all__ = [
     "export_saved_model",
     "export_tflite",
     "feature_layer_names",
+    "fine_tune",
     "get_backbone_spec",
     "list_backbones",
     "load_model",

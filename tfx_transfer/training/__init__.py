@@ -1,10 +1,23 @@
-"""Fine-tuning: learning-rate schedules, unfreezing, staged training."""
+"""Fine-tuning: stages, unfreezing, learning-rate schedules."""
 
+from tfx_transfer.training.config import Stage, default_stages
+from tfx_transfer.training.fine_tune import fine_tune
 from tfx_transfer.training.schedules import (
     CyclicalLearningRate,
     OneCycle,
     step_decay,
     warmup_cosine,
 )
+from tfx_transfer.training.unfreeze import find_backbone, set_trainable
 
-__all__ = ["CyclicalLearningRate", "OneCycle", "step_decay", "warmup_cosine"]
+__all__ = [
+    "CyclicalLearningRate",
+    "OneCycle",
+    "Stage",
+    "default_stages",
+    "find_backbone",
+    "fine_tune",
+    "set_trainable",
+    "step_decay",
+    "warmup_cosine",
+]

@@ -1,0 +1,72 @@
+"""`Stage` and `FineTuneConfig`: what one fine-tuning run does, stage by stage."""
+
+from __future__ import annotations
+
+import dataclasses
+
+PARTS = ("head", "top_blocks", "all", "classifier")
+SCHEDULES = ("constant", "warmup_cosine", "one_cycle")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One stage of fine-tuning: what trains, how fast, for how long.
+
+    Args:
+        train: str. "head", "top_blocks", "all" or "classifier" (see
+            `tt.training.set_trainable`).
+        top_blocks: int. Backbone blocks to unfreeze with train="top_blocks".
+        epochs: int.
+        learning_rate: float. Peak learning rate.
+        schedule: str. "constant", "warmup_cosine" (10% warm-up) or "one_cycle".
+        optimizer: str. "adam", "adamw" or "sgd" (momentum 0.9).
+        weight_decay: float. For "adamw".
+        label_smoothing: float. For single-label classifiers.
+        class_weight: None or "balanced".
+        early_stopping_patience: int or None. Stop when validation loss stops
+            improving and restore the best weights.
+        train_batchnorm: bool. Let unfrozen BatchNorm layers train.
+    """
+
+    train: str = "head"
+    top_blocks: int = 0
+    epochs: int = 1
+    learning_rate: float = 1e-3
+    schedule: str = "constant"
+    optimizer: str = "adam"
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.0
+    class_weight: str | None = None
+    early_stopping_patience: int | None = None
+    train_batchnorm: bool = False
+
+    def __post_init__(self) -> None:
+        for field, allowed in (
+            ("train", PARTS),
+            ("schedule", SCHEDULES),
+            ("optimizer", OPTIMIZERS),
+        ):
+            if getattr(self, field) not in allowed:
+                raise ValueError(f"Stage {field}={getattr(self, field)!r} is not one of {allowed}.")
+        if self.epochs < 1 or self.learning_rate <= 0:
+            raise ValueError(f"Stage needs epochs >= 1 and learning_rate > 0; got {self}.")
+        if self.class_weight not in (None, "balanced"):
+            raise ValueError(f"class_weight must be None or 'balanced'; got {self.class_weight!r}.")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1); got {self.label_smoothing}.")
+
+
+def default_stages(epochs: int = 5, top_blocks: int = 2) -> tuple[Stage, ...]:
+    """The usual recipe: the head on a frozen backbone at 1e-3, then the top
+    blocks at 1e-4 with warm-up and cosine decay."""
+    return (
+        Stage(train="head", epochs=epochs, learning_rate=1e-3),
+        Stage(
+            train="top_blocks",
+            top_blocks=top_blocks,
+            epochs=epochs,
+            learning_rate=1e-4,
+            schedule="warmup_cosine",
+        ),
+    )

@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import tensorflow as tf
 from helpers import random_images, tiny_classifier
 
 import tfx_transfer as tt
@@ -10,7 +9,9 @@ from tfx_transfer.training import Stage
 @pytest.fixture
 def data():
     images, labels = random_images(24), np.arange(24) % 3
-    return tt.data.arrays(images, labels, class_names=["a", "b", "c"], batch_size=8, validation_split=0.25, seed=0)
+    return tt.data.arrays(
+        images, labels, class_names=["a", "b", "c"], batch_size=8, validation_split=0.25, seed=0
+    )
 
 
 def weights_of(layer):
@@ -29,7 +30,9 @@ def test_two_stages_train_what_they_say_and_prefix_the_history(data):
     top_before, early_before, bn_before = weights_of(top), weights_of(early), weights_of(bn)
     stages = [
         Stage(train="head", epochs=1, learning_rate=1e-2),
-        Stage(train="top_blocks", top_blocks=1, epochs=2, learning_rate=1e-2, schedule="warmup_cosine"),
+        Stage(
+            train="top_blocks", top_blocks=1, epochs=2, learning_rate=1e-2, schedule="warmup_cosine"
+        ),
     ]
     _, history = tt.fine_tune(model, data, stages=stages[:1], verbose=0)
     assert not any(changed(top_before, top))  # the backbone stayed frozen in stage 1
@@ -48,7 +51,13 @@ def test_builder_label_smoothing_class_weight_and_sgd(data):
         built.append(tiny_classifier(3))
         return built[-1]
 
-    stage = Stage(epochs=1, label_smoothing=0.1, class_weight="balanced", optimizer="sgd", schedule="one_cycle")
+    stage = Stage(
+        epochs=1,
+        label_smoothing=0.1,
+        class_weight="balanced",
+        optimizer="sgd",
+        schedule="one_cycle",
+    )
     model, history = tt.fine_tune(builder, data.train, data.validation, stages=[stage], verbose=0)
     assert model is built[0]
     assert np.isfinite(history["stage1_loss"][0]) and np.isfinite(history["stage1_val_loss"][0])

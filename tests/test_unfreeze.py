@@ -25,7 +25,9 @@ def test_top_blocks_follow_the_registry_boundaries_and_keep_batchnorm_frozen(mod
     unfrozen = set_trainable(model, "top_blocks", top_blocks=1)
     backbone = model.get_layer("resnet50")
     assert unfrozen and all(name.startswith("conv5_block3") for name in unfrozen)
-    assert not any(isinstance(backbone.get_layer(n), keras.layers.BatchNormalization) for n in unfrozen)
+    assert not any(
+        isinstance(backbone.get_layer(n), keras.layers.BatchNormalization) for n in unfrozen
+    )
     two = set_trainable(model, "top_blocks", top_blocks=2)
     assert {n.split("_")[1] for n in two} == {"block2", "block3"} and len(two) > len(unfrozen)
     # BatchNorm statistics do not move while training the top blocks

@@ -27,6 +27,9 @@ class Stage:
         early_stopping_patience: int or None. Stop when validation loss stops
             improving and restore the best weights.
         train_batchnorm: bool. Let unfrozen BatchNorm layers train.
+        cache_features: bool. With train="head" or "classifier": compute the
+            frozen backbone's features once and train the head on them (many
+            times faster; only for data without random augmentation).
     """
 
     train: str = "head"
@@ -40,6 +43,7 @@ class Stage:
     class_weight: str | None = None
     early_stopping_patience: int | None = None
     train_batchnorm: bool = False
+    cache_features: bool = False
 
     def __post_init__(self) -> None:
         for field, allowed in (
@@ -53,6 +57,11 @@ class Stage:
             raise ValueError(f"Stage needs epochs >= 1 and learning_rate > 0; got {self}.")
         if self.class_weight not in (None, "balanced"):
             raise ValueError(f"class_weight must be None or 'balanced'; got {self.class_weight!r}.")
+        if self.cache_features and self.train not in ("head", "classifier"):
+            raise ValueError(
+                f"cache_features needs a frozen backbone (train='head' or 'classifier'); "
+                f"got train={self.train!r}."
+            )
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1); got {self.label_smoothing}.")
 

@@ -12,6 +12,7 @@ import tensorflow as tf
 from tfx_transfer.data.pipeline import ImageData, to_one_hot
 from tfx_transfer.metadata import class_info
 from tfx_transfer.training.config import Stage, default_stages
+from tfx_transfer.training.feature_cache import cache_features, split_at_backbone
 from tfx_transfer.training.schedules import OneCycle, warmup_cosine
 from tfx_transfer.training.unfreeze import set_trainable
 
@@ -62,8 +63,14 @@ def fine_tune(
             width = class_info(model).num_classes
             stage_train = to_one_hot(train, width)
             stage_validation = to_one_hot(validation, width) if validation is not None else None
+        trained = model
+        if stage.cache_features:
+            extractor, trained = split_at_backbone(model)
+            stage_train = cache_features(extractor, stage_train, shuffle_seed=number)
+            if stage_validation is not None:
+                stage_validation = cache_features(extractor, stage_validation)
         steps = _steps_per_epoch(stage_train) * stage.epochs
-        model.compile(
+        trained.compile(
             optimizer=_optimizer(stage, steps),
             loss=_loss(model, stage),
             metrics=["accuracy"],
@@ -77,7 +84,7 @@ def fine_tune(
                     restore_best_weights=True,
                 )
             )
-        result = model.fit(
+        result = trained.fit(
             stage_train,
             validation_data=stage_validation,
             epochs=stage.epochs,

@@ -1,0 +1,71 @@
+"""Training a head on cached backbone features.
+
+When only the head trains and the backbone is frozen (and the data is not
+augmented), every epoch recomputes the same backbone features. Computing them
+once and training the head on them gives the same head, many times faster.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from tfx_transfer.training.unfreeze import find_backbone
+
+
+def split_at_backbone(model: keras.Model) -> tuple[keras.Model, keras.Model]:
+    """(feature extractor, head) of a classifier; the head shares the model's layers,
+    so training it trains `model`."""
+    backbone = find_backbone(model)
+    position = model.layers.index(backbone)
+    head_layers = model.layers[position + 1 :]
+    if not head_layers:
+        raise ValueError(f"Model {model.name!r} has no layers after its backbone.")
+    features = head_layers[0].input
+    extractor = keras.Model(model.inputs, features, name="feature_extractor")
+    inputs = keras.Input(features.shape[1:], name="features")
+    x = inputs
+    for layer in head_layers:
+        x = layer(x)
+    return extractor, keras.Model(inputs, x, name="head")
+
+
+def cache_features(
+    extractor: keras.Model,
+    data: tf.data.Dataset,
+    *,
+    shuffle_seed: int | None = None,
+    description: str = "caching features",
+) -> tf.data.Dataset:
+    """Runs `extractor` once over `data` (batches of (images, labels)) and returns
+    batches of (features, labels) held in memory: the same batches in the same
+    order, or, with `shuffle_seed`, reshuffled every epoch into batches of the
+    original size."""
+    features, labels = [], []
+    for images, batch_labels in tqdm(data, desc=description, leave=False):
+        features.append(extractor(images, training=False).numpy())
+        labels.append(np.asarray(batch_labels))
+    sizes = [len(f) for f in features]
+    features, labels = np.concatenate(features), np.concatenate(labels)
+    if shuffle_seed is None:
+        return _rebatch(features, labels, sizes)
+    return (
+        tf.data.Dataset.from_tensor_slices((features, labels))
+        .shuffle(len(labels), seed=shuffle_seed, reshuffle_each_iteration=True)
+        .batch(sizes[0])
+    )
+
+
+def _rebatch(features: np.ndarray, labels: np.ndarray, sizes: list[int]) -> tf.data.Dataset:
+    """The cached arrays, cut into the original batch sizes."""
+    edges = np.cumsum([0, *sizes])
+    batches = [(features[a:b], labels[a:b]) for a, b in zip(edges[:-1], edges[1:])]
+    signature = (
+        tf.TensorSpec((None, *features.shape[1:]), tf.as_dtype(features.dtype)),
+        tf.TensorSpec((None, *labels.shape[1:]), tf.as_dtype(labels.dtype)),
+    )
+    return tf.data.Dataset.from_generator(lambda: iter(batches), output_signature=signature).apply(
+        tf.data.experimental.assert_cardinality(len(batches))
+    )

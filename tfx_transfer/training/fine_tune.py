@@ -12,7 +12,11 @@ import tensorflow as tf
 from tfx_transfer.data.pipeline import ImageData, to_one_hot
 from tfx_transfer.metadata import class_info
 from tfx_transfer.training.config import Stage, default_stages
-from tfx_transfer.training.feature_cache import cache_features, split_at_backbone
+from tfx_transfer.training.feature_cache import (
+    CACHED_STEPS_PER_EXECUTION,
+    cache_features,
+    split_at_backbone,
+)
 from tfx_transfer.training.schedules import OneCycle, warmup_cosine
 from tfx_transfer.training.unfreeze import set_trainable
 
@@ -74,6 +78,7 @@ def fine_tune(
             optimizer=_optimizer(stage, steps),
             loss=_loss(model, stage),
             metrics=["accuracy"],
+            steps_per_execution=CACHED_STEPS_PER_EXECUTION if stage.cache_features else 1,
         )
         stage_callbacks = list(callbacks)
         if stage.early_stopping_patience is not None:

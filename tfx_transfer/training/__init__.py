@@ -1,5 +1,11 @@
 """Fine-tuning: stages, unfreezing, learning-rate schedules."""
 
+from tfx_transfer.training.anti_forgetting import (
+    DistillationLoss,
+    align_weights,
+    with_class_weights,
+    with_teacher_logits,
+)
 from tfx_transfer.training.config import Stage, default_stages
 from tfx_transfer.training.fine_tune import fine_tune
 from tfx_transfer.training.schedules import (
@@ -12,7 +18,9 @@ from tfx_transfer.training.unfreeze import find_backbone, set_trainable
 
 __all__ = [
     "CyclicalLearningRate",
+    "DistillationLoss",
     "OneCycle",
+    "align_weights",
     "Stage",
     "default_stages",
     "find_backbone",
@@ -20,4 +28,6 @@ __all__ = [
     "set_trainable",
     "step_decay",
     "warmup_cosine",
+    "with_class_weights",
+    "with_teacher_logits",
 ]

@@ -7,6 +7,7 @@ import dataclasses
 PARTS = ("head", "top_blocks", "all", "classifier")
 SCHEDULES = ("constant", "warmup_cosine", "one_cycle")
 OPTIMIZERS = ("adam", "adamw", "sgd")
+LOSSES = ("crossentropy", "focal")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +31,14 @@ class Stage:
         cache_features: bool. With train="head" or "classifier": compute the
             frozen backbone's features once and train the head on them (many
             times faster; only for data without random augmentation).
+        loss: str. "crossentropy", or "focal" (categorical focal loss).
+        reduce_on_plateau_patience: int or None. Halve the learning rate when
+            the validation loss stalls (schedule="constant" only).
+        head_l2: float. L2 penalty on the head's Dense kernels.
+        distillation_weight: float. With `fine_tune(..., teacher=original)`:
+            weight of distilling the original model's old-class logits
+            (Learning without Forgetting); 0 disables.
+        temperature: float. Distillation temperature.
     """
 
     train: str = "head"
@@ -44,6 +53,11 @@ class Stage:
     early_stopping_patience: int | None = None
     train_batchnorm: bool = False
     cache_features: bool = False
+    loss: str = "crossentropy"
+    reduce_on_plateau_patience: int | None = None
+    head_l2: float = 0.0
+    distillation_weight: float = 0.0
+    temperature: float = 2.0
 
     def __post_init__(self) -> None:
         for field, allowed in (
@@ -61,6 +75,14 @@ class Stage:
             raise ValueError(
                 f"cache_features needs a frozen backbone (train='head' or 'classifier'); "
                 f"got train={self.train!r}."
+            )
+        if self.loss not in LOSSES:
+            raise ValueError(f"Stage loss={self.loss!r} is not one of {LOSSES}.")
+        if self.reduce_on_plateau_patience is not None and self.schedule != "constant":
+            raise ValueError("reduce_on_plateau_patience needs schedule='constant'.")
+        if self.distillation_weight and (self.cache_features or self.loss != "crossentropy"):
+            raise ValueError(
+                "Distillation works with loss='crossentropy' and without cache_features."
             )
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1); got {self.label_smoothing}.")

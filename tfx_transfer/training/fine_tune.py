@@ -11,6 +11,12 @@ import tensorflow as tf
 
 from tfx_transfer.data.pipeline import ImageData, to_one_hot
 from tfx_transfer.metadata import class_info
+from tfx_transfer.training.anti_forgetting import (
+    DistillationLoss,
+    label_accuracy,
+    with_class_weights,
+    with_teacher_logits,
+)
 from tfx_transfer.training.config import Stage, default_stages
 from tfx_transfer.training.feature_cache import (
     CACHED_STEPS_PER_EXECUTION,
@@ -27,6 +33,7 @@ def fine_tune(
     validation: tf.data.Dataset | None = None,
     *,
     stages: Sequence[Stage] | None = None,
+    teacher: keras.Model | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: Any = "auto",
 ) -> tuple[keras.Model, dict[str, list[float]]]:
@@ -43,6 +50,8 @@ def fine_tune(
             (its `validation` split is then used unless `validation` is given).
         validation: `tf.data` batches for validation.
         stages: sequence of `Stage`; default `default_stages()`.
+        teacher: keras.Model. The original model, for stages with
+            `distillation_weight` (its classes are the student's first columns).
         callbacks: extra Keras callbacks for every stage.
         verbose: passed to `fit`.
 
@@ -63,8 +72,19 @@ def fine_tune(
             model, stage.train, top_blocks=stage.top_blocks, train_batchnorm=stage.train_batchnorm
         )
         stage_train, stage_validation = train, validation
-        if stage.label_smoothing:
-            width = class_info(model).num_classes
+        width = class_info(model).num_classes
+        class_weight = _class_weight(stage, counts, train, model)
+        distilling = bool(stage.distillation_weight)
+        if distilling:
+            if teacher is None:
+                raise ValueError("A stage with distillation_weight needs fine_tune(..., teacher=).")
+            if class_weight is not None:
+                stage_train = with_class_weights(stage_train, class_weight)
+                class_weight = None
+            stage_train = with_teacher_logits(stage_train, teacher, width)
+            if validation is not None:
+                stage_validation = with_teacher_logits(validation, teacher, width)
+        elif stage.label_smoothing or stage.loss == "focal":
             stage_train = to_one_hot(train, width)
             stage_validation = to_one_hot(validation, width) if validation is not None else None
         trained = model
@@ -73,27 +93,43 @@ def fine_tune(
             stage_train = cache_features(extractor, stage_train, shuffle_seed=number)
             if stage_validation is not None:
                 stage_validation = cache_features(extractor, stage_validation)
+        _set_head_l2(model, stage.head_l2)
         steps = _steps_per_epoch(stage_train) * stage.epochs
         trained.compile(
             optimizer=_optimizer(stage, steps),
-            loss=_loss(model, stage),
-            metrics=["accuracy"],
+            loss=(
+                DistillationLoss(
+                    class_info(teacher).num_classes, stage.temperature, stage.distillation_weight
+                )
+                if distilling
+                else _loss(model, stage)
+            ),
+            metrics=[keras.metrics.MeanMetricWrapper(label_accuracy, name="accuracy")]
+            if distilling
+            else ["accuracy"],
             steps_per_execution=CACHED_STEPS_PER_EXECUTION if stage.cache_features else 1,
         )
         stage_callbacks = list(callbacks)
+        monitor = "val_loss" if stage_validation is not None else "loss"
         if stage.early_stopping_patience is not None:
             stage_callbacks.append(
                 keras.callbacks.EarlyStopping(
-                    monitor="val_loss" if stage_validation is not None else "loss",
+                    monitor=monitor,
                     patience=stage.early_stopping_patience,
                     restore_best_weights=True,
+                )
+            )
+        if stage.reduce_on_plateau_patience is not None:
+            stage_callbacks.append(
+                keras.callbacks.ReduceLROnPlateau(
+                    monitor=monitor, factor=0.5, patience=stage.reduce_on_plateau_patience
                 )
             )
         result = trained.fit(
             stage_train,
             validation_data=stage_validation,
             epochs=stage.epochs,
-            class_weight=_class_weight(stage, counts, stage_train, model),
+            class_weight=class_weight,
             callbacks=stage_callbacks,
             verbose=verbose,
         )
@@ -121,11 +157,23 @@ def _loss(model: keras.Model, stage: Stage) -> keras.losses.Loss:
     from_logits = metadata.activation is None
     if metadata.multi_label:
         return keras.losses.BinaryCrossentropy(from_logits=from_logits)
+    if stage.loss == "focal":
+        return keras.losses.CategoricalFocalCrossentropy(
+            from_logits=from_logits, label_smoothing=stage.label_smoothing
+        )
     if stage.label_smoothing:
         return keras.losses.CategoricalCrossentropy(
             from_logits=from_logits, label_smoothing=stage.label_smoothing
         )
     return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
+
+
+def _set_head_l2(model: keras.Model, l2: float) -> None:
+    """An L2 penalty (or none) on the kernels of the Dense layers after the backbone."""
+    regularizer = keras.regularizers.L2(l2) if l2 else None
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Dense):
+            layer.kernel.regularizer = regularizer
 
 
 def _steps_per_epoch(data: tf.data.Dataset) -> int:

@@ -18,6 +18,7 @@ from tfx_transfer.training.anti_forgetting import (
     with_teacher_logits,
 )
 from tfx_transfer.training.config import Stage, default_stages
+from tfx_transfer.training.distribute import build_in_scope, resolve_strategy
 from tfx_transfer.training.feature_cache import (
     CACHED_STEPS_PER_EXECUTION,
     cache_features,
@@ -34,6 +35,7 @@ def fine_tune(
     *,
     stages: Sequence[Stage] | None = None,
     teacher: keras.Model | None = None,
+    strategy: str | tf.distribute.Strategy | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: Any = "auto",
 ) -> tuple[keras.Model, dict[str, list[float]]]:
@@ -52,6 +54,9 @@ def fine_tune(
         stages: sequence of `Stage`; default `default_stages()`.
         teacher: keras.Model. The original model, for stages with
             `distillation_weight` (its classes are the student's first columns).
+        strategy: None, "auto" or a `tf.distribute.Strategy`. The model is built
+            (or rebuilt from its config and weights) and compiled in its scope;
+            the pipeline's batch size is the global batch.
         callbacks: extra Keras callbacks for every stage.
         verbose: passed to `fit`.
 
@@ -60,7 +65,8 @@ def fine_tune(
     >>> model, history = tt.fine_tune(model, data, stages=[tt.training.Stage(epochs=3)])
     >>> history["stage1_loss"]
     """
-    model = model_or_builder if isinstance(model_or_builder, keras.Model) else model_or_builder()
+    strategy = resolve_strategy(strategy)
+    model = build_in_scope(model_or_builder, strategy)
     counts = None
     if isinstance(train, ImageData):
         validation = validation if validation is not None else train.validation
@@ -95,20 +101,22 @@ def fine_tune(
                 stage_validation = cache_features(extractor, stage_validation)
         _set_head_l2(model, stage.head_l2)
         steps = _steps_per_epoch(stage_train) * stage.epochs
-        trained.compile(
-            optimizer=_optimizer(stage, steps),
-            loss=(
-                DistillationLoss(
-                    class_info(teacher).num_classes, stage.temperature, stage.distillation_weight
-                )
-                if distilling
-                else _loss(model, stage)
-            ),
-            metrics=[keras.metrics.MeanMetricWrapper(label_accuracy, name="accuracy")]
-            if distilling
-            else ["accuracy"],
-            steps_per_execution=CACHED_STEPS_PER_EXECUTION if stage.cache_features else 1,
-        )
+        with strategy.scope():
+            _compile(
+                trained,
+                stage,
+                steps,
+                loss=(
+                    DistillationLoss(
+                        class_info(teacher).num_classes,
+                        stage.temperature,
+                        stage.distillation_weight,
+                    )
+                    if distilling
+                    else _loss(model, stage)
+                ),
+                distilling=distilling,
+            )
         stage_callbacks = list(callbacks)
         monitor = "val_loss" if stage_validation is not None else "loss"
         if stage.early_stopping_patience is not None:
@@ -136,6 +144,17 @@ def fine_tune(
         for key, values in result.history.items():
             history[f"stage{number}_{key}"] = [float(v) for v in values]
     return model, history
+
+
+def _compile(model, stage: Stage, steps: int, *, loss, distilling: bool) -> None:
+    model.compile(
+        optimizer=_optimizer(stage, steps),
+        loss=loss,
+        metrics=[keras.metrics.MeanMetricWrapper(label_accuracy, name="accuracy")]
+        if distilling
+        else ["accuracy"],
+        steps_per_execution=CACHED_STEPS_PER_EXECUTION if stage.cache_features else 1,
+    )
 
 
 def _optimizer(stage: Stage, steps: int) -> keras.optimizers.Optimizer:

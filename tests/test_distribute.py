@@ -1,0 +1,67 @@
+"""tf.distribute on CPU: two logical devices in a fresh process (the same code
+path MirroredStrategy takes over GPUs)."""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import tensorflow as tf
+
+from tfx_transfer.training.distribute import resolve_strategy
+
+SCRIPT = textwrap.dedent(
+    """
+    import numpy as np, tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
+    )
+    import keras
+    import tfx_transfer as tt
+    from tfx_transfer.training import Stage
+
+    def builder():
+        keras.utils.set_random_seed(0)
+        return tt.build_classifier(
+            "mobilenet_v3_small", 3, weights=None, input_shape=(32, 32, 3),
+            hidden_units=(16,), dropout=0.0,
+        )
+
+    images = np.random.default_rng(0).uniform(0, 255, (32, 32, 32, 3)).astype("float32")
+    labels = np.arange(32) % 3
+    data = tf.data.Dataset.from_tensor_slices((images, labels)).batch(8, drop_remainder=True)
+    stages = [Stage(train="top_blocks", top_blocks=1, epochs=2, learning_rate=0.05, optimizer="sgd")]
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    assert mirrored.num_replicas_in_sync == 2
+    one, _ = tt.fine_tune(builder, data, stages=stages, verbose=0)
+    two, _ = tt.fine_tune(builder(), data, stages=stages, strategy=mirrored, verbose=0)
+    assert tt.class_info(two).class_names == tt.class_info(one).class_names
+    difference = max(float(np.max(np.abs(a.numpy() - b.numpy()))) for a, b in zip(one.weights, two.weights))
+    moved = max(float(np.max(np.abs(a.numpy() - b.numpy()))) for a, b in zip(one.weights, builder().weights))
+    print(f"DIFFERENCE {difference} MOVED {moved}")
+    """
+)
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_on_two_logical_cpus_matches_one_device():
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = next(line for line in result.stdout.splitlines() if line.startswith("DIFFERENCE"))
+    _, difference, _, moved = line.split()
+    assert float(moved) > 1e-3  # training really changed the weights
+    assert float(difference) <= 1e-5
+
+
+def test_strategy_resolution():
+    assert resolve_strategy(None) is tf.distribute.get_strategy()
+    assert resolve_strategy("auto") is tf.distribute.get_strategy()  # no GPU here
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    assert resolve_strategy(strategy) is strategy
+    with pytest.raises(
+        ValueError, match="strategy must be None, 'auto' or a tf.distribute.Strategy"
+    ):
+        resolve_strategy("mirrored")

@@ -8,6 +8,7 @@ from tfx_transfer.training.anti_forgetting import (
 )
 from tfx_transfer.training.config import Stage, default_stages
 from tfx_transfer.training.fine_tune import fine_tune
+from tfx_transfer.training.lr_find import LRFinderResult, lr_find
 from tfx_transfer.training.schedules import (
     CyclicalLearningRate,
     OneCycle,
@@ -19,12 +20,14 @@ from tfx_transfer.training.unfreeze import find_backbone, set_trainable
 __all__ = [
     "CyclicalLearningRate",
     "DistillationLoss",
+    "LRFinderResult",
     "OneCycle",
     "align_weights",
     "Stage",
     "default_stages",
     "find_backbone",
     "fine_tune",
+    "lr_find",
     "set_trainable",
     "step_decay",
     "warmup_cosine",

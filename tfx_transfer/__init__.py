@@ -31,7 +31,7 @@ from tfx_transfer.surgery import (  # noqa: E402
     merge_frozen,
     restore_old_classes,
 )
-from tfx_transfer.training import fine_tune  # noqa: E402
+from tfx_transfer.training import fine_tune, lr_find  # noqa: E402
 from tfx_transfer.weights import WeightsUnavailableError  # noqa: E402
 
 __version__ = "0.1.0"
@@ -58,6 +58,7 @@ __all__ = [
     "get_backbone_spec",
     "list_backbones",
     "load_model",
+    "lr_find",
     "merge_frozen",
     "predict_images",
     "restore_old_classes",

@@ -77,22 +77,9 @@ def fine_tune(
         set_trainable(
             model, stage.train, top_blocks=stage.top_blocks, train_batchnorm=stage.train_batchnorm
         )
-        stage_train, stage_validation = train, validation
-        width = class_info(model).num_classes
-        class_weight = _class_weight(stage, counts, train, model)
-        distilling = bool(stage.distillation_weight)
-        if distilling:
-            if teacher is None:
-                raise ValueError("A stage with distillation_weight needs fine_tune(..., teacher=).")
-            if class_weight is not None:
-                stage_train = with_class_weights(stage_train, class_weight)
-                class_weight = None
-            stage_train = with_teacher_logits(stage_train, teacher, width)
-            if validation is not None:
-                stage_validation = with_teacher_logits(validation, teacher, width)
-        elif stage.label_smoothing or stage.loss == "focal":
-            stage_train = to_one_hot(train, width)
-            stage_validation = to_one_hot(validation, width) if validation is not None else None
+        stage_train, stage_validation, class_weight = _stage_data(
+            stage, model, train, validation, counts, teacher
+        )
         trained = model
         if stage.cache_features:
             extractor, trained = split_at_backbone(model)
@@ -102,43 +89,14 @@ def fine_tune(
         _set_head_l2(model, stage.head_l2)
         steps = _steps_per_epoch(stage_train) * stage.epochs
         with strategy.scope():
-            _compile(
-                trained,
-                stage,
-                steps,
-                loss=(
-                    DistillationLoss(
-                        class_info(teacher).num_classes,
-                        stage.temperature,
-                        stage.distillation_weight,
-                    )
-                    if distilling
-                    else _loss(model, stage)
-                ),
-                distilling=distilling,
-            )
-        stage_callbacks = list(callbacks)
+            _compile(trained, stage, steps, model=model, teacher=teacher)
         monitor = "val_loss" if stage_validation is not None else "loss"
-        if stage.early_stopping_patience is not None:
-            stage_callbacks.append(
-                keras.callbacks.EarlyStopping(
-                    monitor=monitor,
-                    patience=stage.early_stopping_patience,
-                    restore_best_weights=True,
-                )
-            )
-        if stage.reduce_on_plateau_patience is not None:
-            stage_callbacks.append(
-                keras.callbacks.ReduceLROnPlateau(
-                    monitor=monitor, factor=0.5, patience=stage.reduce_on_plateau_patience
-                )
-            )
         result = trained.fit(
             stage_train,
             validation_data=stage_validation,
             epochs=stage.epochs,
             class_weight=class_weight,
-            callbacks=stage_callbacks,
+            callbacks=[*callbacks, *_stage_callbacks(stage, monitor)],
             verbose=verbose,
         )
         for key, values in result.history.items():
@@ -146,15 +104,58 @@ def fine_tune(
     return model, history
 
 
-def _compile(model, stage: Stage, steps: int, *, loss, distilling: bool) -> None:
-    model.compile(
+def _stage_data(stage: Stage, model, train, validation, counts, teacher):
+    """The stage's (train, validation, class_weight): labels one-hot for label
+    smoothing and focal loss; teacher logits (and class weights as sample
+    weights) for distillation."""
+    width = class_info(model).num_classes
+    class_weight = _class_weight(stage, counts, train, model)
+    if stage.distillation_weight:
+        if teacher is None:
+            raise ValueError("A stage with distillation_weight needs fine_tune(..., teacher=).")
+        if class_weight is not None:
+            train = with_class_weights(train, class_weight)
+        train = with_teacher_logits(train, teacher, width)
+        if validation is not None:
+            validation = with_teacher_logits(validation, teacher, width)
+        return train, validation, None
+    if stage.label_smoothing or stage.loss == "focal":
+        train = to_one_hot(train, width)
+        validation = to_one_hot(validation, width) if validation is not None else None
+    return train, validation, class_weight
+
+
+def _compile(trained, stage: Stage, steps: int, *, model, teacher) -> None:
+    if stage.distillation_weight:
+        loss = DistillationLoss(
+            class_info(teacher).num_classes, stage.temperature, stage.distillation_weight
+        )
+        metrics = [keras.metrics.MeanMetricWrapper(label_accuracy, name="accuracy")]
+    else:
+        loss, metrics = _loss(model, stage), ["accuracy"]
+    trained.compile(
         optimizer=_optimizer(stage, steps),
         loss=loss,
-        metrics=[keras.metrics.MeanMetricWrapper(label_accuracy, name="accuracy")]
-        if distilling
-        else ["accuracy"],
+        metrics=metrics,
         steps_per_execution=CACHED_STEPS_PER_EXECUTION if stage.cache_features else 1,
     )
+
+
+def _stage_callbacks(stage: Stage, monitor: str) -> list[keras.callbacks.Callback]:
+    callbacks = []
+    if stage.early_stopping_patience is not None:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=monitor, patience=stage.early_stopping_patience, restore_best_weights=True
+            )
+        )
+    if stage.reduce_on_plateau_patience is not None:
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=monitor, factor=0.5, patience=stage.reduce_on_plateau_patience
+            )
+        )
+    return callbacks
 
 
 def _optimizer(stage: Stage, steps: int) -> keras.optimizers.Optimizer:

@@ -31,7 +31,12 @@ SCRIPT = textwrap.dedent(
     images = np.random.default_rng(0).uniform(0, 255, (32, 32, 32, 3)).astype("float32")
     labels = np.arange(32) % 3
     data = tf.data.Dataset.from_tensor_slices((images, labels)).batch(8, drop_remainder=True)
-    stages = [Stage(train="top_blocks", top_blocks=1, epochs=2, learning_rate=0.05, optimizer="sgd")]
+    stages = [
+        Stage(
+            train="top_blocks", top_blocks=2, epochs=2, learning_rate=0.05, optimizer="sgd",
+            discriminative_factor=0.5,
+        )
+    ]
     mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     assert mirrored.num_replicas_in_sync == 2
     one, _ = tt.fine_tune(builder, data, stages=stages, verbose=0)

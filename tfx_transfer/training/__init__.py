@@ -7,6 +7,11 @@ from tfx_transfer.training.anti_forgetting import (
     with_teacher_logits,
 )
 from tfx_transfer.training.config import Stage, default_stages
+from tfx_transfer.training.discriminative import (
+    discriminative_multipliers,
+    layer_groups,
+    set_learning_rate_multipliers,
+)
 from tfx_transfer.training.fine_tune import fine_tune
 from tfx_transfer.training.lr_find import LRFinderResult, lr_find
 from tfx_transfer.training.schedules import (
@@ -25,9 +30,12 @@ __all__ = [
     "align_weights",
     "Stage",
     "default_stages",
+    "discriminative_multipliers",
     "find_backbone",
     "fine_tune",
+    "layer_groups",
     "lr_find",
+    "set_learning_rate_multipliers",
     "set_trainable",
     "step_decay",
     "warmup_cosine",

@@ -39,6 +39,11 @@ class Stage:
             weight of distilling the original model's old-class logits
             (Learning without Forgetting); 0 disables.
         temperature: float. Distillation temperature.
+        discriminative_factor: float or None. Discriminative learning rates:
+            the trained layers fall into `discriminative_groups` groups (backbone
+            blocks, then the head); each group learns `factor` times as fast as
+            the next, the head at the stage's rate.
+        discriminative_groups: int.
     """
 
     train: str = "head"
@@ -58,6 +63,8 @@ class Stage:
     head_l2: float = 0.0
     distillation_weight: float = 0.0
     temperature: float = 2.0
+    discriminative_factor: float | None = None
+    discriminative_groups: int = 3
 
     def __post_init__(self) -> None:
         for field, allowed in (

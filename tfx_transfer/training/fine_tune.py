@@ -18,6 +18,10 @@ from tfx_transfer.training.anti_forgetting import (
     with_teacher_logits,
 )
 from tfx_transfer.training.config import Stage, default_stages
+from tfx_transfer.training.discriminative import (
+    discriminative_multipliers,
+    set_learning_rate_multipliers,
+)
 from tfx_transfer.training.distribute import build_in_scope, resolve_strategy
 from tfx_transfer.training.feature_cache import (
     CACHED_STEPS_PER_EXECUTION,
@@ -133,8 +137,16 @@ def _compile(trained, stage: Stage, steps: int, *, model, teacher) -> None:
         metrics = [keras.metrics.MeanMetricWrapper(label_accuracy, name="accuracy")]
     else:
         loss, metrics = _loss(model, stage), ["accuracy"]
+    optimizer = _optimizer(stage, steps)
+    if stage.discriminative_factor is not None:
+        set_learning_rate_multipliers(
+            optimizer,
+            discriminative_multipliers(
+                model, stage.discriminative_groups, stage.discriminative_factor
+            ),
+        )
     trained.compile(
-        optimizer=_optimizer(stage, steps),
+        optimizer=optimizer,
         loss=loss,
         metrics=metrics,
         steps_per_execution=CACHED_STEPS_PER_EXECUTION if stage.cache_features else 1,

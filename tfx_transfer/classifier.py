@@ -90,7 +90,9 @@ def build_classifier(
         x, num_classes, hidden_units=hidden_units, dropout=dropout, pooling=pooling
     )
     if activation:
-        outputs = keras.layers.Activation(activation, name="probabilities")(outputs)
+        outputs = keras.layers.Activation(activation, name="probabilities", dtype="float32")(
+            outputs
+        )
     return with_metadata(inputs, outputs, metadata, name=f"{backbone_model.name}_classifier")
 
 

@@ -22,7 +22,8 @@ def classification_head(
 
     Layers, in order: `head_pool` (global pooling), `head_dropout`,
     `head_dense_1`... (ReLU, one per entry of `hidden_units`) and `predictions`
-    (linear: the kernel is hidden_units[-1] x num_classes).
+    (linear, float32 even under mixed precision: the kernel is hidden_units[-1] x
+    num_classes).
 
     Args:
         features: a 4D symbolic tensor (batch, height, width, channels).
@@ -49,4 +50,5 @@ def classification_head(
         if int(units) < 1:
             raise ValueError(f"hidden_units must be positive integers; got {list(hidden_units)}.")
         x = keras.layers.Dense(int(units), activation="relu", name=f"head_dense_{index}")(x)
-    return keras.layers.Dense(num_classes, name=PREDICTIONS)(x)
+    # Logits stay float32 under mixed precision.
+    return keras.layers.Dense(num_classes, name=PREDICTIONS, dtype="float32")(x)

@@ -44,6 +44,8 @@ class Stage:
             blocks, then the head); each group learns `factor` times as fast as
             the next, the head at the stage's rate.
         discriminative_groups: int.
+        jit_compile: bool or "auto". XLA compilation, as in `model.compile`
+            ("auto": Keras decides; it stays off under a tf.distribute strategy).
     """
 
     train: str = "head"
@@ -65,6 +67,7 @@ class Stage:
     temperature: float = 2.0
     discriminative_factor: float | None = None
     discriminative_groups: int = 3
+    jit_compile: bool | str = "auto"
 
     def __post_init__(self) -> None:
         for field, allowed in (

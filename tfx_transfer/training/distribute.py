@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from tfx_transfer.training.precision import dtype_policy
+
 
 def resolve_strategy(strategy: str | tf.distribute.Strategy | None) -> tf.distribute.Strategy:
     """None: the default (no distribution). "auto": MirroredStrategy over all GPUs
@@ -30,13 +32,23 @@ def resolve_strategy(strategy: str | tf.distribute.Strategy | None) -> tf.distri
     return tf.distribute.get_strategy()
 
 
-def build_in_scope(model_or_builder, strategy: tf.distribute.Strategy) -> keras.Model:
-    """Calls a builder inside `strategy.scope()`; a model built outside the scope is
-    rebuilt inside it from its config and weights (trainable flags, BatchNorm
-    statistics and class metadata included)."""
+def build_in_scope(
+    model_or_builder, strategy: tf.distribute.Strategy, policy: str = "float32"
+) -> keras.Model:
+    """Calls a builder inside `strategy.scope()` under the dtype `policy`; a model
+    built outside the scope is rebuilt inside it from its config and weights
+    (trainable flags, BatchNorm statistics, dtypes and class metadata included)."""
+    if isinstance(model_or_builder, keras.Model) and policy != "float32":
+        if model_or_builder.dtype_policy.name != policy:
+            raise ValueError(
+                f"Model {model_or_builder.name!r} was built with dtype policy "
+                f"{model_or_builder.dtype_policy.name!r}; to train it in {policy!r}, pass a "
+                "function that builds it (fine_tune builds it under that policy)."
+            )
     with strategy.scope():
         if not isinstance(model_or_builder, keras.Model):
-            return model_or_builder()
+            with dtype_policy(policy):
+                return model_or_builder()
         if strategy is tf.distribute.get_strategy() and not tf.distribute.has_strategy():
             return model_or_builder
         model = model_or_builder

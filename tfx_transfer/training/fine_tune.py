@@ -28,6 +28,7 @@ from tfx_transfer.training.feature_cache import (
     cache_features,
     split_at_backbone,
 )
+from tfx_transfer.training.precision import resolve_precision
 from tfx_transfer.training.schedules import OneCycle, warmup_cosine
 from tfx_transfer.training.unfreeze import set_trainable
 
@@ -40,6 +41,7 @@ def fine_tune(
     stages: Sequence[Stage] | None = None,
     teacher: keras.Model | None = None,
     strategy: str | tf.distribute.Strategy | None = None,
+    mixed_precision: str | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: Any = "auto",
 ) -> tuple[keras.Model, dict[str, list[float]]]:
@@ -61,6 +63,10 @@ def fine_tune(
         strategy: None, "auto" or a `tf.distribute.Strategy`. The model is built
             (or rebuilt from its config and weights) and compiled in its scope;
             the pipeline's batch size is the global batch.
+        mixed_precision: None, "auto" (mixed_float16 on a GPU, float32 on CPU),
+            "float32", "mixed_float16" or "mixed_bfloat16". A mixed policy needs a
+            builder, called under that policy; logits stay float32 and
+            mixed_float16 gets Keras' loss scaling.
         callbacks: extra Keras callbacks for every stage.
         verbose: passed to `fit`.
 
@@ -70,7 +76,7 @@ def fine_tune(
     >>> history["stage1_loss"]
     """
     strategy = resolve_strategy(strategy)
-    model = build_in_scope(model_or_builder, strategy)
+    model = build_in_scope(model_or_builder, strategy, resolve_precision(mixed_precision))
     counts = None
     if isinstance(train, ImageData):
         validation = validation if validation is not None else train.validation
@@ -150,6 +156,7 @@ def _compile(trained, stage: Stage, steps: int, *, model, teacher) -> None:
         loss=loss,
         metrics=metrics,
         steps_per_execution=CACHED_STEPS_PER_EXECUTION if stage.cache_features else 1,
+        jit_compile=stage.jit_compile,
     )
 
 

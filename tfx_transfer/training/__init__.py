@@ -1,5 +1,6 @@
 """Fine-tuning: stages, unfreezing, learning-rate schedules."""
 
+from tfx_transfer.training import resume
 from tfx_transfer.training.anti_forgetting import (
     DistillationLoss,
     align_weights,
@@ -14,6 +15,7 @@ from tfx_transfer.training.discriminative import (
 )
 from tfx_transfer.training.fine_tune import fine_tune
 from tfx_transfer.training.lr_find import LRFinderResult, lr_find
+from tfx_transfer.training.resume import fit_resumable, load_state, save_state
 from tfx_transfer.training.schedules import (
     CyclicalLearningRate,
     OneCycle,
@@ -33,8 +35,12 @@ __all__ = [
     "discriminative_multipliers",
     "find_backbone",
     "fine_tune",
+    "fit_resumable",
     "layer_groups",
+    "load_state",
     "lr_find",
+    "resume",
+    "save_state",
     "set_learning_rate_multipliers",
     "set_trainable",
     "step_decay",

@@ -14,7 +14,7 @@ POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 def resolve_precision(mixed_precision: str | None) -> str:
     """None or "float32": float32. "auto": mixed_float16 (with loss scaling) on a GPU,
     float32 on CPU, where float16 is slow. "mixed_bfloat16" on request (it runs
-    on recent CPUs; measure per model: FACTS.md saw 1.7x faster for a plain CNN and
+    on recent CPUs; measure per model: we measured 1.7x faster for a plain CNN and
     2.1x slower for MobileNetV3Small)."""
     if mixed_precision in (None, "float32"):
         return "float32"

@@ -5,19 +5,23 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from tfx_transfer.training.multi_worker import patch_keras_for_multi_worker
 from tfx_transfer.training.precision import dtype_policy
 
 
 def resolve_strategy(strategy: str | tf.distribute.Strategy | None) -> tf.distribute.Strategy:
     """None: the default (no distribution). "auto": MirroredStrategy over all GPUs
     when there are several, OneDeviceStrategy on a single GPU, the default on CPU.
-    A `tf.distribute.Strategy` is used as it is.
+    A `tf.distribute.Strategy` is used as it is (for MultiWorkerMirroredStrategy,
+    built from `TF_CONFIG`, Keras gets the fixes of `multi_worker.py`).
 
     The batch size of your `tf.data` pipeline is the global batch: each of N
     replicas gets 1/N of every batch (use `drop_remainder=True` for equal shares).
     """
     if strategy is None:
         return tf.distribute.get_strategy()
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        patch_keras_for_multi_worker()
     if isinstance(strategy, tf.distribute.Strategy):
         return strategy
     if strategy != "auto":

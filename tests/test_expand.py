@@ -232,3 +232,25 @@ def test_bad_input_errors_name_the_culprit():
         ValueError, match="no recognisable classification layer.*'conv_out' \\(Conv2D\\)"
     ):
         tt.expand_classes(conv_only, 1)
+
+
+def test_imprinting_works_on_sequential_models():
+    model = keras.Sequential(
+        [
+            keras.Input((4, 4, 3)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(8, activation="relu", name="hidden"),
+            keras.layers.Dense(3, name="scores"),
+        ]
+    )
+    examples = random_images(3, shape=(4, 4, 3))
+    new = tt.expand_classes(model, new_class_names=["z"], init="imprint", examples={"z": examples})
+    embedding = keras.Model(model.inputs, model.get_layer("hidden").output).predict(
+        examples, verbose=0
+    )
+    mean = (embedding / np.linalg.norm(embedding, axis=1, keepdims=True)).mean(axis=0)
+    old_kernel, _ = locate_classifier(model).kernel_and_bias()
+    expected = np.linalg.norm(old_kernel, axis=0).mean() * mean / np.linalg.norm(mean)
+    np.testing.assert_allclose(
+        locate_classifier(new).kernel_and_bias()[0][:, 3], expected, rtol=1e-5
+    )

@@ -12,7 +12,7 @@ from tfx_transfer.metadata import ClassMetadata, TransferModel, class_info
 from tfx_transfer.surgery.initializers import KERNEL_INITS, embed_examples, new_biases, new_columns
 from tfx_transfer.surgery.layers import ColumnBlockDense
 from tfx_transfer.surgery.locate import Classifier, locate_classifier
-from tfx_transfer.surgery.rebuild import as_functional, replace_layer
+from tfx_transfer.surgery.rebuild import features_before, replace_layer
 
 PROBABILITIES = "probabilities"
 
@@ -71,7 +71,7 @@ def expand_classes(
     old_kernel, old_bias = classifier.kernel_and_bias()
     embeddings = None
     if init == "imprint":
-        embedder = keras.Model(as_functional(model).inputs, _input_of(model, classifier))
+        embedder = features_before(model, classifier.layer.name)
         embeddings = embed_examples(embedder, examples, names)
     kernel = np.concatenate(
         [old_kernel, new_columns(init, old_kernel, len(names), embeddings=embeddings)], axis=1
@@ -186,11 +186,6 @@ def _plain_dense(layer: keras.layers.Layer, units: int) -> keras.layers.Dense:
 
 def _blocks_of(layer: keras.layers.Layer) -> list[int]:
     return list(layer.block_units) if isinstance(layer, ColumnBlockDense) else [int(layer.units)]
-
-
-def _input_of(model: keras.Model, classifier: Classifier):
-    functional = as_functional(model)
-    return functional.get_layer(classifier.layer.name).input
 
 
 def _metadata_of(model: keras.Model, classifier: Classifier) -> ClassMetadata:

@@ -9,8 +9,9 @@ import keras
 from tfx_transfer.metadata import ClassMetadata, TransferModel, with_metadata
 
 
-def as_functional(model: keras.Model) -> keras.Model:
-    """`model` itself if functional; a functional view over a Sequential's layers."""
+def as_functional(model: keras.Model, *, stop_before: str | None = None) -> keras.Model:
+    """`model` itself if functional; a functional view over a Sequential's layers
+    (ending before layer `stop_before`, if given)."""
     if not isinstance(model, keras.Sequential):
         return model
     if not model.built or not model.inputs:
@@ -20,8 +21,17 @@ def as_functional(model: keras.Model) -> keras.Model:
     inputs = keras.Input(batch_shape=model.inputs[0].shape, dtype=model.inputs[0].dtype)
     x = inputs
     for layer in model.layers:
+        if layer.name == stop_before:
+            break
         x = layer(x)
     return keras.Model(inputs, x, name=model.name)
+
+
+def features_before(model: keras.Model, layer_name: str) -> keras.Model:
+    """A model from `model`'s input to the input of layer `layer_name` (shared layers)."""
+    if isinstance(model, keras.Sequential):
+        return as_functional(model, stop_before=layer_name)
+    return keras.Model(model.inputs, model.get_layer(layer_name).input)
 
 
 def replace_layer(

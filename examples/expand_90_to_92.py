@@ -34,9 +34,8 @@ def training_data(new_per_class: int, exemplars_per_old_class: int):
     new_x, new_y = shapes.arrays(NEW_CLASSES, new_per_class, split="train")
     x = np.concatenate([old_x, new_x]).astype("float32")
     y = np.concatenate([old_y, new_y + len(shapes.BASE_CLASSES)])
-    counts = np.bincount(y, minlength=len(shapes.ALL_CLASSES))
-    class_weight = {c: len(y) / (len(counts) * n) for c, n in enumerate(counts)}
-    return x, y, class_weight
+    counts = np.bincount(y, minlength=len(shapes.ALL_ORDERED))
+    return x, y, tt.data.class_weights(dict(zip(shapes.ALL_ORDERED, counts.tolist())))
 
 
 def train(model, trainable, data, epochs, learning_rate):

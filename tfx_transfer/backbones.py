@@ -324,6 +324,16 @@ def block_boundaries(backbone: keras.Model, name: str | None = None) -> list[str
     return boundaries
 
 
+def freeze_batchnorm(model: keras.Model) -> None:
+    """Makes every BatchNormalization layer in `model` (nested models included)
+    non-trainable, which in Keras 3 also keeps it in inference mode."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+        elif isinstance(layer, keras.Model):
+            freeze_batchnorm(layer)
+
+
 def _check_input_shape(spec: BackboneSpec, input_shape) -> tuple[int | None, ...]:
     if input_shape is None:
         return (spec.default_size, spec.default_size, 3)

@@ -6,7 +6,12 @@ from collections.abc import Sequence
 
 import keras
 
-from tfx_transfer.backbones import build_backbone, get_backbone_spec, list_backbones
+from tfx_transfer.backbones import (
+    build_backbone,
+    freeze_batchnorm,
+    get_backbone_spec,
+    list_backbones,
+)
 from tfx_transfer.heads import classification_head
 from tfx_transfer.metadata import ACTIVATIONS, ClassMetadata, TransferModel, with_metadata
 from tfx_transfer.preprocessing import MODES, ImagePreprocessing
@@ -79,7 +84,7 @@ def build_classifier(
     backbone_model, mode = _resolve_backbone(backbone, weights, input_shape, preprocessing)
     backbone_model.trainable = not freeze_backbone
     if not train_batchnorm:
-        _keep_batchnorm_in_inference_mode(backbone_model)
+        freeze_batchnorm(backbone_model)
 
     inputs = keras.Input(backbone_model.input_shape[1:], name="images")
     x = inputs
@@ -133,14 +138,6 @@ def _resolve_backbone(backbone, weights, input_shape, preprocessing):
             f"Unknown preprocessing {preprocessing!r}; expected 'auto' or one of {MODES}."
         )
     return backbone, preprocessing
-
-
-def _keep_batchnorm_in_inference_mode(model: keras.Model) -> None:
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.trainable = False
-        elif isinstance(layer, keras.Model):
-            _keep_batchnorm_in_inference_mode(layer)
 
 
 def _has_own_preprocessing(model: keras.Model) -> bool:

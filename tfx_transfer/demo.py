@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfx_transfer.data import shapes
+from tfx_transfer.data.balance import class_weights
 from tfx_transfer.data.image_folder import image_folder
 from tfx_transfer.evaluation import evaluate
 from tfx_transfer.export import export_saved_model
@@ -149,10 +150,9 @@ def _training_data(model, new_data, settings):
     offset = len(old_names)
     new = new_data.train.unbatch().map(lambda x, y: (x, y + offset))
     replay = tf.data.Dataset.from_tensor_slices((old_x.astype(np.float32), old_y))
-    counts = [settings.exemplars_per_old_class] * len(old_names) + [
-        new_data.class_counts[name] for name in new_data.class_names
-    ]
-    total = sum(counts)
+    counts = {name: settings.exemplars_per_old_class for name in old_names}
+    counts |= {name: new_data.class_counts[name] for name in new_data.class_names}
+    total = sum(counts.values())
     data = (
         replay.concatenate(new)
         .apply(tf.data.experimental.assert_cardinality(total))
@@ -160,5 +160,4 @@ def _training_data(model, new_data, settings):
         .batch(settings.batch_size)
         .prefetch(tf.data.AUTOTUNE)
     )
-    class_weight = {c: total / (len(counts) * n) for c, n in enumerate(counts)}
-    return data, class_weight
+    return data, class_weights(counts)

@@ -87,8 +87,7 @@ def export_saved_model(
             f"Version {version} already exists in {str(root)!r}; exported versions are never "
             f"overwritten. Pass version=None for the next free number ({_next_version(root)})."
         )
-    if any(isinstance(layer, ColumnBlockDense) for layer in model.layers):
-        model = merge_frozen(model)
+    model = _without_column_blocks(model)
     names = _class_names(model, class_names)
     top_k = max(1, min(int(top_k), len(names)))
 
@@ -218,6 +217,13 @@ def _write_warmup(path: Path, model: keras.Model, model_name: str) -> None:
             writer.write(log.SerializeToString())
 
 
+def _without_column_blocks(model: keras.Model) -> keras.Model:
+    """`model`, or a copy with frozen column blocks folded into a plain Dense."""
+    if any(isinstance(layer, ColumnBlockDense) for layer in model.layers):
+        return merge_frozen(model)
+    return model
+
+
 def _class_names(model: keras.Model, class_names) -> list[str]:
     names = list(class_names) if class_names is not None else list(class_info(model).class_names)
     width = int(model.output_shape[-1])
@@ -268,8 +274,7 @@ def export_tflite(
     PosixPath('shapes92.tflite')
     """
     path = Path(path)
-    if any(isinstance(layer, ColumnBlockDense) for layer in model.layers):
-        model = merge_frozen(model)
+    model = _without_column_blocks(model)
     temporary = path.with_name(f"{TEMPORARY_PREFIX}{uuid.uuid4().hex[:8]}-{path.name}")
     try:
         model.export(str(temporary), format="litert", verbose=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 
+import numpy as np
 import tensorflow as tf
 
 _JPEG_START, _JPEG_END = b"\xff\xd8", b"\xff\xd9"
@@ -63,8 +64,6 @@ def _clean(message: str) -> str:
 def load_images(items, image_size: tuple[int, int]):
     """Paths and/or RGB arrays (H, W, 3), or one batch array (N, H, W, 3), as a
     float32 batch (N, height, width, 3) of 0..255 pixels resized to `image_size`."""
-    import numpy as np
-
     if isinstance(items, (str, os.PathLike)):
         items = [items]
     elif isinstance(items, np.ndarray) and items.ndim == 3:

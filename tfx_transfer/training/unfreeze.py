@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from tfx_transfer.backbones import block_boundaries, list_backbones
+from tfx_transfer.backbones import block_boundaries, freeze_batchnorm, list_backbones
 from tfx_transfer.surgery import locate_classifier
 
 
@@ -60,9 +60,8 @@ def set_trainable(
         for index, layer in enumerate(backbone.layers):
             layer.trainable = index >= first_trained
     if backbone.trainable:
-        for layer in backbone.layers:
-            if isinstance(layer, keras.layers.BatchNormalization) and not train_batchnorm:
-                layer.trainable = False
+        if not train_batchnorm:
+            freeze_batchnorm(backbone)
         unfrozen = [layer.name for layer in backbone.layers if layer.trainable and layer.weights]
     return unfrozen
 

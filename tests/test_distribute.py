@@ -70,3 +70,68 @@ def test_strategy_resolution():
         ValueError, match="strategy must be None, 'auto' or a tf.distribute.Strategy"
     ):
         resolve_strategy("mirrored")
+
+
+SYNC_BATCHNORM_SCRIPT = textwrap.dedent(
+    """
+    import numpy as np, tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
+    )
+    import keras
+    import tfx_transfer as tt
+    from tfx_transfer.training import Stage
+
+    def builder():
+        keras.utils.set_random_seed(0)
+        backbone = keras.Sequential(
+            [
+                keras.Input((16, 16, 3)),
+                keras.layers.Rescaling(1 / 255),
+                keras.layers.Conv2D(4, 3, strides=2),
+                keras.layers.BatchNormalization(name="bn"),
+            ],
+            name="tiny_backbone",
+        )
+        return tt.build_classifier(
+            backbone, 3, preprocessing="none", hidden_units=(8,), dropout=0.0,
+            freeze_backbone=False,
+        )
+
+    # The two replicas see different halves: dark images, then bright ones.
+    rng = np.random.default_rng(0)
+    images = np.concatenate(
+        [rng.uniform(0, 100, (8, 16, 16, 3)), rng.uniform(100, 255, (8, 16, 16, 3))]
+    ).astype("float32")
+    data = tf.data.Dataset.from_tensor_slices((images, np.arange(16) % 3)).batch(16)
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+    def variance(model):
+        return model.get_layer("tiny_backbone").get_layer("bn").moving_variance.numpy()
+
+    for sync in (False, True):
+        stage = Stage(
+            train="all", epochs=1, learning_rate=1e-3, optimizer="sgd",
+            train_batchnorm=True, sync_batchnorm=sync,
+        )
+        one, _ = tt.fine_tune(builder, data, stages=[stage], verbose=0)
+        two, _ = tt.fine_tune(builder, data, stages=[stage], strategy=mirrored, verbose=0)
+        difference = float(np.max(np.abs(variance(one) - variance(two))))
+        synchronized = two.get_layer("tiny_backbone").get_layer("bn").synchronized
+        print(f"SYNC {sync} {difference} {synchronized}")
+    """
+)
+
+
+@pytest.mark.slow
+def test_synchronized_batchnorm_matches_one_device_statistics():
+    result = subprocess.run(
+        [sys.executable, "-c", SYNC_BATCHNORM_SCRIPT], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [line.split() for line in result.stdout.splitlines() if line.startswith("SYNC")]
+    (_, _, per_replica, _), (_, _, synchronized, left_on) = lines
+    assert float(per_replica) > 1e-4  # per-replica statistics differ from the global batch's
+    assert float(synchronized) <= 1e-5  # synchronized ones match one device
+    assert left_on == "False"  # the layers are plain again after the stage

@@ -7,7 +7,7 @@ from tfx_transfer.training.anti_forgetting import (
     with_class_weights,
     with_teacher_logits,
 )
-from tfx_transfer.training.config import Stage, default_stages
+from tfx_transfer.training.config import FineTuneConfig, Stage, default_stages
 from tfx_transfer.training.discriminative import (
     discriminative_multipliers,
     layer_groups,
@@ -30,6 +30,7 @@ __all__ = [
     "LRFinderResult",
     "OneCycle",
     "align_weights",
+    "FineTuneConfig",
     "Stage",
     "default_stages",
     "discriminative_multipliers",

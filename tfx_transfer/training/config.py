@@ -1,8 +1,19 @@
-"""`Stage` and `FineTuneConfig`: what one fine-tuning run does, stage by stage."""
+"""`Stage` and `FineTuneConfig`: what one fine-tuning run does, stage by stage.
+
+They are also the schema of the YAML configs: `FineTuneConfig.from_dict` reads
+the mapping `yaml.safe_load` returns and rejects unknown keys by name.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from tfx_transfer.data.augment import IMAGE_AUGMENTATIONS
 
 PARTS = ("head", "top_blocks", "all", "classifier")
 SCHEDULES = ("constant", "warmup_cosine", "one_cycle")
@@ -46,6 +57,15 @@ class Stage:
         discriminative_groups: int.
         jit_compile: bool or "auto". XLA compilation, as in `model.compile`
             ("auto": Keras decides; it stays off under a tf.distribute strategy).
+        sync_batchnorm: bool. With train_batchnorm under a tf.distribute strategy:
+            batch statistics over the global batch instead of each replica's.
+        align_new_classes: bool. After the stage, weight aligning of the new
+            classes (`align_weights`; needs `fine_tune(..., teacher=original)`).
+
+    Example:
+
+    >>> Stage(train="top_blocks", top_blocks=2, epochs=3, learning_rate=1e-4,
+    ...       schedule="warmup_cosine")
     """
 
     train: str = "head"
@@ -68,6 +88,8 @@ class Stage:
     discriminative_factor: float | None = None
     discriminative_groups: int = 3
     jit_compile: bool | str = "auto"
+    sync_batchnorm: bool = False
+    align_new_classes: bool = False
 
     def __post_init__(self) -> None:
         for field, allowed in (
@@ -96,6 +118,11 @@ class Stage:
             )
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1); got {self.label_smoothing}.")
+        if self.sync_batchnorm and not self.train_batchnorm:
+            raise ValueError(
+                "sync_batchnorm needs train_batchnorm=True (frozen BatchNorm has no "
+                "batch statistics to synchronise)."
+            )
 
 
 def default_stages(epochs: int = 5, top_blocks: int = 2) -> tuple[Stage, ...]:
@@ -111,3 +138,88 @@ def default_stages(epochs: int = 5, top_blocks: int = 2) -> tuple[Stage, ...]:
             schedule="warmup_cosine",
         ),
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class FineTuneConfig:
+    """A whole fine-tuning run: its stages and what applies to all of them.
+
+    Args:
+        stages: tuple of `Stage`; default `default_stages()`.
+        augmentation: {name: strength} of per-image augmentations
+            (`tt.data.augmentation_layers`), applied on the fly in training only;
+            the returned model has no augmentation layers.
+        seed: int. Seeds the augmentation.
+        strategy: None or "auto" (see `tt.fine_tune`).
+        mixed_precision: None, "auto", "float32", "mixed_float16" or "mixed_bfloat16".
+        checkpoint_dir: str or None. Save the training state there after every
+            epoch; a run started again with the same config and data continues
+            from the last completed epoch and ends with the same weights.
+
+    Example:
+
+    >>> config = FineTuneConfig.from_dict(yaml.safe_load(open("fine_tune.yaml")))
+    >>> model, history = tt.fine_tune(model, data, config=config)
+    """
+
+    stages: tuple[Stage, ...] = dataclasses.field(default_factory=lambda: default_stages())
+    augmentation: Mapping[str, float] | None = None
+    seed: int = 0
+    strategy: str | None = None
+    mixed_precision: str | None = None
+    checkpoint_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        stages = tuple(self.stages)
+        if not stages or not all(isinstance(stage, Stage) for stage in stages):
+            raise ValueError(f"FineTuneConfig needs at least one Stage; got {self.stages!r}.")
+        object.__setattr__(self, "stages", stages)
+        if self.augmentation:
+            unknown = sorted(set(self.augmentation) - set(IMAGE_AUGMENTATIONS))
+            if unknown:
+                raise ValueError(
+                    f"Unknown augmentations {unknown} in FineTuneConfig; expected some of "
+                    f"{list(IMAGE_AUGMENTATIONS)} (mixup and cutmix mix labels: apply "
+                    "tt.data.augment to the training data instead)."
+                )
+            object.__setattr__(self, "augmentation", dict(self.augmentation))
+            cached = [n for n, stage in enumerate(stages, start=1) if stage.cache_features]
+            if cached:
+                raise ValueError(
+                    f"Stages {cached} cache features, which needs data without augmentation; "
+                    "drop cache_features there or the augmentation."
+                )
+
+    @classmethod
+    def from_dict(cls, config: Mapping[str, Any]) -> FineTuneConfig:
+        """Builds a config from plain data (e.g. `yaml.safe_load`); unknown keys
+        raise a ValueError naming them."""
+        config = dict(config)
+        _check_keys(config, cls, "fine_tune")
+        stages = config.pop("stages", None)
+        if stages is not None:
+            for number, stage in enumerate(stages, start=1):
+                _check_keys(stage, Stage, f"stage {number}")
+            config["stages"] = tuple(Stage(**stage) for stage in stages)
+        return cls(**config)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike) -> FineTuneConfig:
+        """Reads a config from a YAML file (with `yaml.safe_load`)."""
+        with open(path, encoding="utf-8") as handle:
+            return cls.from_dict(yaml.safe_load(handle) or {})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data that `from_dict` reads back (and `yaml.safe_dump` writes)."""
+        config = dataclasses.asdict(self)
+        config["stages"] = [dataclasses.asdict(stage) for stage in self.stages]
+        return config
+
+
+def _check_keys(config: Mapping[str, Any], schema: type, where: str) -> None:
+    if not isinstance(config, Mapping):
+        raise ValueError(f"The {where} config must be a mapping; got {config!r}.")
+    known = {field.name for field in dataclasses.fields(schema)}
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise ValueError(f"Unknown keys {unknown} in the {where} config; known: {sorted(known)}.")

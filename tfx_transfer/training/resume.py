@@ -10,10 +10,12 @@ last complete epoch and ends with the same weights as an uninterrupted run.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -26,11 +28,38 @@ PREVIOUS_FILE = "state.previous.npz"
 def save_state(directory: str | os.PathLike, model: keras.Model, epochs_done: int) -> Path:
     """Writes the model's and optimizer's variables atomically; the previous state
     is kept as a fallback."""
+    return write_state(
+        directory, model.variables, model.optimizer.variables, {"epochs_done": epochs_done}
+    )
+
+
+def load_state(directory: str | os.PathLike, model: keras.Model) -> int:
+    """Restores the newest readable state into `model` (compiled); returns the
+    number of completed epochs (0 when there is none)."""
+    model.optimizer.build(model.trainable_variables)
+    state = read_state(directory)
+    if state is None:
+        return 0
+    assign_state(state, model.variables, model.optimizer.variables)
+    return int(state["info"]["epochs_done"])
+
+
+def write_state(
+    directory: str | os.PathLike,
+    variables: list,
+    optimizer_variables: list,
+    info: dict[str, Any],
+) -> Path:
+    """Writes variables and JSON-able `info` to `directory/state.npz` atomically
+    (temporary file, fsync, rename), keeping the previous state as a fallback."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    arrays = {f"model_{i}": v.numpy() for i, v in enumerate(model.variables)}
-    arrays |= {f"optimizer_{i}": v.numpy() for i, v in enumerate(model.optimizer.variables)}
-    arrays["epochs_done"] = np.array(epochs_done)
+    arrays = {f"model_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(variables)}
+    arrays |= {
+        f"optimizer_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(optimizer_variables)
+    }
+    arrays["epochs_done"] = np.array(info.get("epochs_done", 0))
+    arrays["info"] = np.array(json.dumps(info))
     temporary = directory / f".tmp-{os.getpid()}-{STATE_FILE}"
     with open(temporary, "wb") as handle:
         np.savez(handle, **arrays)
@@ -43,13 +72,10 @@ def save_state(directory: str | os.PathLike, model: keras.Model, epochs_done: in
     return current
 
 
-def load_state(directory: str | os.PathLike, model: keras.Model) -> int:
-    """Restores the newest readable state into `model` (compiled); returns the
-    number of completed epochs (0 when there is none)."""
-    directory = Path(directory)
-    model.optimizer.build(model.trainable_variables)
+def read_state(directory: str | os.PathLike) -> dict[str, Any] | None:
+    """The newest readable state in `directory` ({"info", "arrays"}), or None."""
     for name in (STATE_FILE, PREVIOUS_FILE):
-        path = directory / name
+        path = Path(directory) / name
         if not path.exists():
             continue
         try:
@@ -57,14 +83,17 @@ def load_state(directory: str | os.PathLike, model: keras.Model) -> int:
                 arrays = {key: state[key] for key in state.files}
         except (OSError, ValueError, zipfile.BadZipFile, EOFError):
             continue  # a damaged file: fall back to the previous state
-        model_arrays = [arrays[f"model_{i}"] for i in range(len(model.variables))]
-        optimizer_arrays = [arrays[f"optimizer_{i}"] for i in range(len(model.optimizer.variables))]
-        for variable, value in zip(model.variables, model_arrays):
-            variable.assign(value)
-        for variable, value in zip(model.optimizer.variables, optimizer_arrays):
-            variable.assign(value)
-        return int(arrays["epochs_done"])
-    return 0
+        return {"info": json.loads(str(arrays.pop("info"))), "arrays": arrays}
+    return None
+
+
+def assign_state(state: dict[str, Any], variables: list, optimizer_variables: list) -> None:
+    """Assigns a `read_state` result to the same variables `write_state` saved."""
+    arrays = state["arrays"]
+    for i, variable in enumerate(variables):
+        variable.assign(arrays[f"model_{i}"])
+    for i, variable in enumerate(optimizer_variables):
+        variable.assign(arrays[f"optimizer_{i}"])
 
 
 class SaveStateEachEpoch(keras.callbacks.Callback):

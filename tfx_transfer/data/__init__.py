@@ -7,6 +7,7 @@ from tfx_transfer.data.balance import ClassStatistics, class_statistics, class_w
 from tfx_transfer.data.image_folder import image_folder
 from tfx_transfer.data.manifest import manifest
 from tfx_transfer.data.pipeline import ImageData, UnusableImagesError, to_one_hot
+from tfx_transfer.data.replay import select_exemplars
 from tfx_transfer.data.tfds_source import DatasetUnavailableError, tfds
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "image_folder",
     "manifest",
     "resample",
+    "select_exemplars",
     "shapes",
     "tfds",
     "to_one_hot",

@@ -19,6 +19,11 @@ from tfx_transfer.backbones import (  # noqa: E402
     list_backbones,
 )
 from tfx_transfer.classifier import build_classifier  # noqa: E402
+from tfx_transfer.detection_metrics import (  # noqa: E402
+    DetectionReport,
+    coco_map,
+    detection_predictions,
+)
 from tfx_transfer.evaluation import EvaluationReport, evaluate  # noqa: E402
 from tfx_transfer.export import export_saved_model, export_tflite  # noqa: E402
 from tfx_transfer.label_maps import LabelMap  # noqa: E402
@@ -39,6 +44,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ClassMetadata",
     "ColumnBlockDense",
+    "DetectionReport",
     "EvaluationReport",
     "LabelMap",
     "TransferModel",
@@ -47,8 +53,10 @@ __all__ = [
     "build_backbone",
     "build_classifier",
     "class_info",
+    "coco_map",
     "data",
     "demo",
+    "detection_predictions",
     "evaluate",
     "expand_classes",
     "export_saved_model",

@@ -23,6 +23,7 @@ from tfx_transfer.detection_metrics import (  # noqa: E402
     DetectionReport,
     coco_map,
     detection_predictions,
+    evaluate_detector,
 )
 from tfx_transfer.evaluation import EvaluationReport, evaluate  # noqa: E402
 from tfx_transfer.export import export_saved_model, export_tflite  # noqa: E402
@@ -57,6 +58,7 @@ __all__ = [
     "data",
     "demo",
     "detection_predictions",
+    "evaluate_detector",
     "evaluate",
     "expand_classes",
     "export_saved_model",

@@ -38,6 +38,10 @@ class DetectionReport:
         old_classes: int or None. The first `old_classes` classes are the old ones.
         old_map, new_map, old_map50, new_map50: float or None. Means of the
             per-class APs over old / new classes with ground truth.
+        reference_old_map: float or None. The reference model's mAP on the old
+            classes (`evaluate_detector(..., reference=)`).
+        old_map_change: float or None. old_map - reference_old_map (negative =
+            forgetting).
     """
 
     map: float
@@ -53,6 +57,8 @@ class DetectionReport:
     new_map: float | None = None
     old_map50: float | None = None
     new_map50: float | None = None
+    reference_old_map: float | None = None
+    old_map_change: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -72,6 +78,8 @@ class DetectionReport:
             "new_map",
             "old_map50",
             "new_map50",
+            "reference_old_map",
+            "old_map_change",
         )
         return {key: getattr(self, key) for key in keys}
 
@@ -214,6 +222,85 @@ def detection_predictions(
             found["classes"].append(c)
             found["confidence"].append(s)
     return truth, found
+
+
+def evaluate_detector(
+    model: Any,
+    data: Any,
+    *,
+    reference: Any = None,
+    old_classes: int | Sequence[str] | None = None,
+    split: str = "test",
+) -> DetectionReport:
+    """COCO mAP of a detector on `data`, old and new classes apart after an expansion.
+
+    `tt.evaluate` calls it for detection data. The old classes default to the
+    count before the model's last expansion, or the reference model's classes;
+    with a `reference` (the detector before expansion) the report also holds
+    its mAP on the old classes and the change (the forgetting).
+
+    Example:
+
+    >>> report = tt.evaluate(expanded_detector, detection_data, reference=base_detector)
+    >>> report.old_map_change
+    -0.01
+    """
+    from tfx_transfer.metadata import class_info
+
+    metadata = class_info(model)
+    box_format = getattr(model, "bounding_box_format", "xywh")
+    truth, found = detection_predictions(model, data, split=split)
+    old = old_classes if old_classes is not None else _expanded_from(metadata, reference)
+    report = coco_map(
+        truth,
+        found,
+        class_names=metadata.class_names,
+        bounding_box_format=box_format,
+        old_classes=old,
+    )
+    if reference is not None and report.old_map is not None:
+        # Per-class AP depends only on that class's boxes, so the reference is
+        # scored on the same old-class ground truth.
+        _, reference_found = detection_predictions(reference, data, split=split)
+        before = coco_map(
+            _only_classes(truth, report.old_classes),
+            reference_found,
+            class_names=class_info(reference).class_names,
+            bounding_box_format=box_format,
+        )
+        report.reference_old_map = before.map
+        report.old_map_change = round(report.old_map - before.map, DECIMALS)
+    return report
+
+
+def is_detection_data(data: Any) -> bool:
+    """Whether `data` is a `DetectionData` or a dataset of detection batches."""
+    if hasattr(data, "class_names") and hasattr(data, "bounding_box_format"):
+        return True
+    spec = getattr(data, "element_spec", None)
+    return isinstance(spec, Mapping) and "bounding_boxes" in spec
+
+
+def _expanded_from(metadata, reference) -> int | None:
+    expansions = [h for h in metadata.history if h.get("operation") == "expand_classes"]
+    if expansions:
+        return int(expansions[-1]["old_classes"])
+    if reference is not None:
+        from tfx_transfer.metadata import class_info
+
+        return class_info(reference).num_classes
+    return None
+
+
+def _only_classes(per_image: dict[str, list], count: int) -> dict[str, list]:
+    """The boxes (and scores) of classes below `count`, image by image."""
+    kept: dict[str, list] = {key: [] for key in per_image}
+    for i in range(len(per_image["classes"])):
+        classes = np.asarray(per_image["classes"][i])
+        mask = (classes >= 0) & (classes < count)
+        for key in per_image:
+            kept[key].append(np.asarray(per_image[key][i])[mask])
+    return kept
 
 
 def _per_image(data, what: str, *, scores: bool) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:

@@ -10,6 +10,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from tfx_transfer.detection_metrics import DetectionReport, evaluate_detector, is_detection_data
 from tfx_transfer.metadata import class_info
 
 
@@ -83,8 +84,12 @@ def evaluate(
     *,
     reference: keras.Model | None = None,
     old_classes: int | Sequence[str] | None = None,
-) -> EvaluationReport:
+) -> EvaluationReport | DetectionReport:
     """Evaluates a classifier, and for an expanded one its old and new classes apart.
+
+    For a detector on detection data (a `tt.data.DetectionData`, whose test
+    split is used, or a dataset of `{"images", "bounding_boxes"}` batches) it
+    returns `tt.evaluate_detector`'s COCO mAP report instead.
 
     Args:
         model: a classifier; its output columns are its classes.
@@ -103,6 +108,8 @@ def evaluate(
     >>> report.old_accuracy_change
     -0.004
     """
+    if is_detection_data(data):
+        return evaluate_detector(model, data, reference=reference, old_classes=old_classes)
     metadata = class_info(model)
     outputs, labels, reference_outputs = _predict_all(model, data, reference)
     num_classes = outputs.shape[1]

@@ -6,7 +6,7 @@ import keras
 
 from tfx_transfer.metadata import class_info
 from tfx_transfer.training.anti_forgetting import DistillationLoss, label_accuracy
-from tfx_transfer.training.config import Stage
+from tfx_transfer.training.config import Stage, is_detector
 from tfx_transfer.training.discriminative import (
     discriminative_multipliers,
     set_learning_rate_multipliers,
@@ -18,7 +18,11 @@ from tfx_transfer.training.schedules import OneCycle, warmup_cosine
 def compile_stage(
     trained: keras.Model, stage: Stage, steps: int, *, model: keras.Model, teacher
 ) -> None:
-    """Compiles `trained` (the model, or its head on cached features) for `stage`."""
+    """Compiles `trained` (the model, or its head on cached features) for `stage`;
+    a detector keeps its own KerasCV losses."""
+    if is_detector(trained):
+        trained.compile(optimizer=_optimizer(stage, steps), jit_compile=stage.jit_compile is True)
+        return
     if stage.distillation_weight:
         loss = DistillationLoss(
             class_info(teacher).num_classes, stage.temperature, stage.distillation_weight

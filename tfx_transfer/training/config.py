@@ -223,3 +223,36 @@ def _check_keys(config: Mapping[str, Any], schema: type, where: str) -> None:
     unknown = sorted(set(config) - known)
     if unknown:
         raise ValueError(f"Unknown keys {unknown} in the {where} config; known: {sorted(known)}.")
+
+
+DETECTOR_UNSUPPORTED = {
+    "label_smoothing": 0.0,
+    "class_weight": None,
+    "loss": "crossentropy",
+    "cache_features": False,
+    "head_l2": 0.0,
+    "distillation_weight": 0.0,
+    "discriminative_factor": None,
+    "align_new_classes": False,
+}
+
+
+def is_detector(model: Any) -> bool:
+    """Whether `model` is a KerasCV detector (it decodes boxes in `predict`)."""
+    return hasattr(model, "prediction_decoder") and hasattr(model, "bounding_box_format")
+
+
+def check_detector_stages(config: FineTuneConfig) -> None:
+    """Detectors train with their own KerasCV losses: refuses classifier-only options."""
+    if config.augmentation:
+        raise ValueError(
+            "FineTuneConfig.augmentation moves pixels but not boxes; augment detection data "
+            "with tt.data.augment_detection instead."
+        )
+    for number, stage in enumerate(config.stages, start=1):
+        for option, default in DETECTOR_UNSUPPORTED.items():
+            if getattr(stage, option) != default:
+                raise ValueError(
+                    f"Stage {number}: {option}={getattr(stage, option)!r} is for classifiers; "
+                    "a detector trains with its own KerasCV losses."
+                )

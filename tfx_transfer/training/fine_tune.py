@@ -11,7 +11,9 @@ import numpy as np
 import tensorflow as tf
 
 from tfx_transfer.data.augment import augmentation_layers
+from tfx_transfer.data.detection import DetectionData
 from tfx_transfer.data.pipeline import ImageData, to_one_hot
+from tfx_transfer.detection_metrics import evaluate_detector
 from tfx_transfer.evaluation import evaluate
 from tfx_transfer.metadata import class_info
 from tfx_transfer.training import resume
@@ -21,7 +23,7 @@ from tfx_transfer.training.anti_forgetting import (
     with_teacher_logits,
 )
 from tfx_transfer.training.compiling import compile_stage, set_head_l2, stage_callbacks
-from tfx_transfer.training.config import FineTuneConfig, Stage
+from tfx_transfer.training.config import FineTuneConfig, Stage, check_detector_stages, is_detector
 from tfx_transfer.training.distribute import build_in_scope, resolve_strategy
 from tfx_transfer.training.feature_cache import cache_features, split_at_backbone
 from tfx_transfer.training.precision import resolve_precision
@@ -51,12 +53,15 @@ def fine_tune(
     inside a callback) and calls `model.fit`. The history holds every stage's
     metrics with keys prefixed `stage1_`, `stage2_`, ...; for an expanded model
     (or with a `teacher`) and validation data, it also holds each stage's
-    `old_accuracy`, `new_accuracy` and `old_accuracy_change` (`tt.evaluate`).
+    `old_accuracy`, `new_accuracy` and `old_accuracy_change` (`tt.evaluate`;
+    for detectors `old_map`, `new_map` and `old_map_change`).
 
     Args:
         model_or_builder: a classifier, or a function that builds one.
         train: `tf.data` batches of (images, labels), or a `tt.data.ImageData`
-            (its `validation` split is then used unless `validation` is given).
+            (its `validation` split is then used unless `validation` is given);
+            for a detector (`tt.build_detector`), KerasCV batches
+            `{"images", "bounding_boxes"}` or a `tt.data.DetectionData`.
         validation: `tf.data` batches for validation.
         config: `FineTuneConfig`. Its fields are the defaults of the keyword
             arguments below (arguments given here win).
@@ -99,10 +104,12 @@ def fine_tune(
     strategy = resolve_strategy(strategy if strategy is not None else config.strategy)
     model = build_in_scope(model_or_builder, strategy, resolve_precision(config.mixed_precision))
     counts = None
-    if isinstance(train, ImageData):
+    if isinstance(train, (ImageData, DetectionData)):
         validation = validation if validation is not None else train.validation
-        counts = train.class_counts
+        counts = getattr(train, "class_counts", None)
         train = train.train
+    if is_detector(model):
+        check_detector_stages(config)
     run = _Run(model, train, config)
     for number, stage in enumerate(config.stages, start=1):
         if run.resumed_past(number):
@@ -154,9 +161,11 @@ def _merge_config(config: FineTuneConfig | None, **overrides: Any) -> FineTuneCo
 def _stage_data(stage: Stage, model, run: _Run, validation, counts, teacher):
     """The stage's (train, validation, class_weight): labels one-hot for label
     smoothing and focal loss; teacher logits (and class weights as sample
-    weights) for distillation."""
-    width = class_info(model).num_classes
+    weights) for distillation. Detection batches go as they are."""
     train = run.train
+    if is_detector(model):
+        return train, validation, None
+    width = class_info(model).num_classes
     class_weight = _class_weight(stage, counts, run, model)
     if stage.distillation_weight:
         if teacher is None:
@@ -238,9 +247,16 @@ def _align_new_classes(model: keras.Model, teacher: keras.Model | None) -> None:
 
 
 def _old_new_accuracy(model, validation, teacher) -> dict[str, float]:
-    """Old/new-class accuracy on the validation data for an expanded model."""
+    """Old/new-class accuracy (mAP for a detector) on the validation data for an
+    expanded model."""
     metadata = class_info(model)
     expanded = any(h.get("operation") == "expand_classes" for h in metadata.history)
+    if is_detector(model):
+        if validation is None or not (expanded or teacher is not None):
+            return {}
+        report = evaluate_detector(model, validation, reference=teacher)
+        keys = ("old_map", "new_map", "old_map_change")
+        return {key: getattr(report, key) for key in keys if getattr(report, key) is not None}
     if validation is None or metadata.multi_label or not (expanded or teacher is not None):
         return {}
     report = evaluate(model, validation, reference=teacher)

@@ -10,7 +10,7 @@ from tfx_transfer._backend import check_backend
 
 check_backend()
 
-from tfx_transfer import data, demo, training  # noqa: E402
+from tfx_transfer import data, demo, plots, training  # noqa: E402
 from tfx_transfer.backbones import (  # noqa: E402
     block_boundaries,
     build_backbone,
@@ -30,6 +30,7 @@ from tfx_transfer.export import export_saved_model, export_tflite  # noqa: E402
 from tfx_transfer.label_maps import LabelMap  # noqa: E402
 from tfx_transfer.metadata import ClassMetadata, TransferModel, class_info  # noqa: E402
 from tfx_transfer.prediction import predict_images  # noqa: E402
+from tfx_transfer.run_dir import RunDirectory  # noqa: E402
 from tfx_transfer.saving import load_model  # noqa: E402
 from tfx_transfer.surgery import (  # noqa: E402
     ColumnBlockDense,
@@ -48,6 +49,7 @@ __all__ = [
     "DetectionReport",
     "EvaluationReport",
     "LabelMap",
+    "RunDirectory",
     "TransferModel",
     "WeightsUnavailableError",
     "block_boundaries",
@@ -70,6 +72,7 @@ __all__ = [
     "load_model",
     "lr_find",
     "merge_frozen",
+    "plots",
     "predict_images",
     "restore_old_classes",
     "training",

@@ -19,6 +19,7 @@ from tfx_transfer.data.detection import (
 from tfx_transfer.data.image_folder import image_folder
 from tfx_transfer.data.manifest import manifest
 from tfx_transfer.data.pipeline import ImageData, UnusableImagesError, to_one_hot
+from tfx_transfer.data.relabel import align_labels
 from tfx_transfer.data.replay import select_exemplars
 from tfx_transfer.data.tfds_source import DatasetUnavailableError, tfds
 
@@ -30,6 +31,7 @@ __all__ = [
     "DroppedBoxes",
     "ImageData",
     "UnusableImagesError",
+    "align_labels",
     "arrays",
     "augment",
     "augment_detection",

@@ -7,7 +7,7 @@ from keras.src.backend import config as keras_config
 from keras.src.utils import file_utils
 
 import tfx_transfer as tt
-from tfx_transfer.backbones import FEATURE_LEVELS
+from tfx_transfer.backbones import FEATURE_LEVELS, describe
 
 REQUIRED = [
     "vgg16",
@@ -49,6 +49,7 @@ def test_registry_contract(name):
     backbone = tt.build_backbone(name, weights=None, input_shape=(size, size, 3))
     assert backbone.name == name
     assert backbone.input_shape == (None, size, size, 3)
+    assert backbone.count_params() == describe(spec)["parameters"]
 
     sizes = []
     for level, layer_name in zip(FEATURE_LEVELS, spec.feature_layers):

@@ -60,6 +60,40 @@ class BackboneSpec:
 
 _REGISTRY: dict[str, BackboneSpec] = {}
 
+# Parameters of each backbone without its top (checked by the registry contract test).
+PARAMETERS = {
+    "vgg16": 14_714_688,
+    "vgg19": 20_024_384,
+    "resnet50": 23_587_712,
+    "resnet101": 42_658_176,
+    "resnet152": 58_370_944,
+    "resnet50_v2": 23_564_800,
+    "resnet101_v2": 42_626_560,
+    "resnet152_v2": 58_331_648,
+    "inception_v3": 21_802_784,
+    "inception_resnet_v2": 54_336_736,
+    "xception": 20_861_480,
+    "mobilenet": 3_228_864,
+    "mobilenet_v2": 2_257_984,
+    "mobilenet_v3_small": 939_120,
+    "mobilenet_v3_large": 2_996_352,
+    "efficientnet_b0": 4_049_571,
+    "efficientnet_b1": 6_575_239,
+    "efficientnet_b2": 7_768_569,
+    "efficientnet_b3": 10_783_535,
+    "efficientnet_b4": 17_673_823,
+    "efficientnet_b5": 28_513_527,
+    "efficientnet_b6": 40_960_143,
+    "efficientnet_b7": 64_097_687,
+    "efficientnet_v2_b0": 5_919_312,
+    "efficientnet_v2_b1": 6_931_124,
+    "efficientnet_v2_b2": 8_769_374,
+    "efficientnet_v2_b3": 12_930_622,
+    "efficientnet_v2_s": 20_331_360,
+    "convnext_tiny": 27_820_128,
+    "densenet121": 7_037_504,
+}
+
 
 def _register(
     name,
@@ -401,5 +435,6 @@ def describe(spec: BackboneSpec) -> dict[str, Any]:
         "min_size": spec.min_size,
         "preprocessing": spec.preprocessing,
         "features_aligned": spec.features_aligned,
+        "parameters": PARAMETERS[spec.name],
         **spec.feature_layer_map,
     }

@@ -1,18 +1,61 @@
-"""The `tfx-transfer` command."""
+"""The `tfx-transfer` command.
+
+    tfx-transfer demo                         the offline 90 -> 92 demo
+    tfx-transfer train CONFIG.yaml            a run from a YAML config
+    tfx-transfer expand MODEL OUT --new-classes kite,drone
+    tfx-transfer evaluate MODEL DATA_DIR [--reference BASE]
+    tfx-transfer export MODEL EXPORT_DIR [--version N]
+    tfx-transfer predict MODEL IMAGE...
+    tfx-transfer lr-find MODEL DATA_DIR --plot lr.png
+    tfx-transfer backbones
+
+A user's mistake (a bad config, a missing file, an unknown class) ends with a
+one-line `error: ...` and exit status 2 (1 for a failure while running), never
+a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
 
 
 def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from tfx_transfer import __version__
+
+        print(f"tfx-transfer {__version__}")
+        return 0
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    from tfx_transfer.run_config import ConfigError
+
+    try:
+        return args.handler(args)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ValueError, FileNotFoundError, NotADirectoryError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tfx-transfer", description="Transfer learning on images with Keras 3."
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
-    commands = parser.add_subparsers(dest="command")
-    demo = commands.add_parser("demo", help="run the offline demo on the embedded data")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="run the offline 90 -> 92 demo on the embedded data")
     demo.add_argument("--workdir", default="runs/demo", help="where outputs go (runs/demo)")
     demo.add_argument(
         "--export-dir",
@@ -20,37 +63,60 @@ def main(argv: list[str] | None = None) -> int:
         help="where SavedModel versions go (saved_models/shapes92)",
     )
     demo.add_argument("--tiny", action="store_true", help="tiny settings, for a smoke test")
-    commands.add_parser("backbones", help="list the registered backbones")
-    args = parser.parse_args(argv)
+    demo.set_defaults(handler=_demo)
 
-    import tfx_transfer as tt
+    train = commands.add_parser("train", help="run a YAML config (see examples/configs/)")
+    train.add_argument("config", help="the YAML config file")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.set_defaults(handler=_train)
 
-    if args.version:
-        print(f"tfx-transfer {tt.__version__}")
-        return 0
-    if args.command == "backbones":
-        return _print_backbones(tt)
-    if args.command == "demo":
-        return _run_demo(args)
-    parser.print_help()
-    return 2
+    expand = commands.add_parser("expand", help="add classes to a saved model")
+    expand.add_argument("model", help="a .keras model (or 'base' for the shipped base model)")
+    expand.add_argument("output", help="where the expanded .keras model goes")
+    expand.add_argument("--new-classes", required=True, help="comma-separated new class names")
+    expand.add_argument(
+        "--init", default="glorot_uniform", help="glorot_uniform, zeros, mean or imprint"
+    )
+    expand.add_argument(
+        "--examples", help="an image folder with a subfolder per new class (for --init imprint)"
+    )
+    expand.add_argument("--freeze-old", action="store_true", help="keep old columns fixed")
+    expand.set_defaults(handler=_expand)
+
+    evaluate = commands.add_parser("evaluate", help="accuracy, per class, old vs new")
+    evaluate.add_argument("model", help="a .keras model")
+    evaluate.add_argument("data", help="an image folder, a subfolder per class")
+    evaluate.add_argument("--reference", help="the model before expansion (.keras or 'base')")
+    evaluate.add_argument("--batch-size", type=int, default=32)
+    evaluate.add_argument("--json", help="also write the full report to this file")
+    evaluate.set_defaults(handler=_evaluate)
+
+    export = commands.add_parser("export", help="export a versioned SavedModel for TF Serving")
+    export.add_argument("model", help="a .keras model")
+    export.add_argument("export_dir", help="the model's directory; versions go inside")
+    export.add_argument("--version", type=int, help="version number (default: the next one)")
+    export.set_defaults(handler=_export)
+
+    predict = commands.add_parser("predict", help="top classes of some images")
+    predict.add_argument("model", help="a .keras model")
+    predict.add_argument("images", nargs="+", help="image files")
+    predict.add_argument("--top-k", type=int, default=5)
+    predict.set_defaults(handler=_predict)
+
+    lr_find = commands.add_parser("lr-find", help="learning-rate range test with a plot")
+    lr_find.add_argument("model", help="a .keras model")
+    lr_find.add_argument("data", help="an image folder, a subfolder per class")
+    lr_find.add_argument("--plot", default="lr_find.png", help="where the curve goes")
+    lr_find.add_argument("--batch-size", type=int, default=32)
+    lr_find.add_argument("--steps", type=int, default=100, help="steps of the range test")
+    lr_find.set_defaults(handler=_lr_find)
+
+    backbones = commands.add_parser("backbones", help="the registered backbones")
+    backbones.set_defaults(handler=_backbones)
+    return parser
 
 
-def _print_backbones(tt) -> int:
-    from tfx_transfer.backbones import describe
-
-    rows = [describe(tt.get_backbone_spec(name)) for name in tt.list_backbones()]
-    header = f"{'name':<22}{'default':>8}{'min':>5}  {'aligned':<8}P3 / P4 / P5"
-    print(header)
-    for row in rows:
-        print(
-            f"{row['name']:<22}{row['default_size']:>8}{row['min_size']:>5}  "
-            f"{'yes' if row['features_aligned'] else 'no':<8}{row['P3']} / {row['P4']} / {row['P5']}"
-        )
-    return 0
-
-
-def _run_demo(args) -> int:
+def _demo(args) -> int:
     from tfx_transfer.demo import DemoSettings, run_demo
 
     settings = DemoSettings.tiny() if args.tiny else DemoSettings()
@@ -72,6 +138,128 @@ def _run_demo(args) -> int:
     )
     print(f"model: {report['model']}; SavedModel for TF Serving: {report['export']}")
     print(f"report: {args.workdir}/report.json ({report['seconds']} s)")
+    return 0
+
+
+def _train(args) -> int:
+    from tfx_transfer.run_config import load_run_config
+    from tfx_transfer.runner import run_training
+
+    config = load_run_config(args.config)
+    result = run_training(config, verbose=0 if args.quiet else "auto")
+    for key, value in result["summary"].items():
+        if value is not None:
+            print(f"{key:<24}{value:.4f}" if isinstance(value, float) else f"{key:<24}{value}")
+    print(f"run directory: {result['run_dir']} (report.md, plots/, checkpoints/, logs/)")
+    print(f"model: {result['model']}")
+    if result["export"]:
+        print(f"SavedModel for TF Serving: {result['export']}")
+    return 0
+
+
+def _load(path: str):
+    import tfx_transfer as tt
+
+    if path == "base":
+        return tt.demo.base_model()
+    if not Path(path).exists():
+        raise FileNotFoundError(f"Model file not found: {path}")
+    return tt.load_model(path)
+
+
+def _image_size(model) -> int:
+    return int(model.input_shape[1])
+
+
+def _expand(args) -> int:
+    import tfx_transfer as tt
+
+    model = _load(args.model)
+    names = [name.strip() for name in args.new_classes.split(",") if name.strip()]
+    examples = None
+    if args.init == "imprint":
+        if not args.examples:
+            raise ValueError("--init imprint needs --examples FOLDER (a subfolder per new class).")
+        examples = {name: sorted(_images_of(Path(args.examples) / name)) for name in names}
+    expanded = tt.expand_classes(
+        model, new_class_names=names, init=args.init, freeze_old=args.freeze_old, examples=examples
+    )
+    expanded.save(args.output)
+    kernel = tt.surgery.locate_classifier(expanded).kernel_and_bias()[0].shape
+    print(f"{args.output}: {tt.class_info(expanded).num_classes} classes (kernel {kernel})")
+    return 0
+
+
+def _images_of(folder: Path) -> list[str]:
+    if not folder.is_dir():
+        raise FileNotFoundError(f"No example folder for class {folder.name!r}: {folder}")
+    return [str(p) for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
+
+
+def _evaluate(args) -> int:
+    import tfx_transfer as tt
+
+    model = _load(args.model)
+    reference = _load(args.reference) if args.reference else None
+    data = tt.data.image_folder(
+        args.data, image_size=_image_size(model), batch_size=args.batch_size
+    )
+    data = tt.data.align_labels(data, tt.class_info(model).class_names)
+    report = tt.evaluate(model, data.train, reference=reference)
+    print(report.table())
+    if args.json:
+        Path(args.json).write_text(report.to_json(indent=2))
+        print(f"report: {args.json}")
+    return 0
+
+
+def _export(args) -> int:
+    import tfx_transfer as tt
+
+    path = tt.export_saved_model(_load(args.model), args.export_dir, version=args.version)
+    print(f"SavedModel: {path}")
+    return 0
+
+
+def _predict(args) -> int:
+    import tfx_transfer as tt
+
+    for path in args.images:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"Image not found: {path}")
+    results = tt.predict_images(_load(args.model), args.images, top_k=args.top_k)
+    for path, top in zip(args.images, results):
+        print(json.dumps({"image": path, "top": top}))
+    return 0
+
+
+def _lr_find(args) -> int:
+    import tfx_transfer as tt
+
+    model = _load(args.model)
+    data = tt.data.image_folder(
+        args.data, image_size=_image_size(model), batch_size=args.batch_size, seed=0
+    )
+    data = tt.data.align_labels(data, tt.class_info(model).class_names)
+    result = tt.lr_find(model, data.train, steps=args.steps)
+    path = tt.plots.plot_lr_find(result, args.plot)
+    print(f"suggested learning rate: {result.suggestion:.2e}")
+    print(f"curve: {path}")
+    return 0
+
+
+def _backbones(args) -> int:
+    import tfx_transfer as tt
+    from tfx_transfer.backbones import describe
+
+    print(f"{'name':<22}{'default':>8}{'min':>5}{'params':>8}  {'aligned':<8}P3 / P4 / P5")
+    for name in tt.list_backbones():
+        row = describe(tt.get_backbone_spec(name))
+        print(
+            f"{row['name']:<22}{row['default_size']:>8}{row['min_size']:>5}"
+            f"{row['parameters'] / 1e6:>7.1f}M  {'yes' if row['features_aligned'] else 'no':<8}"
+            f"{row['P3']} / {row['P4']} / {row['P5']}"
+        )
     return 0
 
 

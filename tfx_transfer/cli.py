@@ -28,7 +28,7 @@ EXIT_FAILED = 1
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.version:
+    if args.show_version:
         from tfx_transfer import __version__
 
         print(f"tfx-transfer {__version__}")
@@ -52,7 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tfx-transfer", description="Transfer learning on images with Keras 3."
     )
-    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument(
+        "--version", dest="show_version", action="store_true", help="print the version and exit"
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = commands.add_parser("demo", help="run the offline 90 -> 92 demo on the embedded data")

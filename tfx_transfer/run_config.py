@@ -84,8 +84,9 @@ class DataConfig:
         strict: bool. Fail on the first unusable image instead of skipping it.
         classes: the classes of "shapes" / "synthetic_detection" (default: the 90
             base classes), or the class names of a manifest / VOC set.
-        images_per_class: int. Images per class of "shapes"; total images of
-            "synthetic_detection".
+        images_per_class: int. Images per class of "shapes".
+        num_images: int. Images of "synthetic_detection" (the held-out splits
+            get `validation_split` of that many more each).
     """
 
     source: str
@@ -99,6 +100,7 @@ class DataConfig:
     strict: bool = False
     classes: tuple[str, ...] | None = None
     images_per_class: int = 20
+    num_images: int = 200
 
     def __post_init__(self) -> None:
         sources = CLASSIFICATION_SOURCES + DETECTION_SOURCES

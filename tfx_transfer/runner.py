@@ -144,7 +144,7 @@ def load_data(config: DataConfig):
         return tfds_detection(config.path, **common)
     held_out = _held_out_count(config)
     return synthetic_detection(
-        config.images_per_class,
+        config.num_images,
         image_size=size,
         classes=config.classes,
         validation_images=held_out,
@@ -234,5 +234,5 @@ def _split_data(data, split):
 
 def _held_out_count(config: DataConfig) -> int:
     fraction = config.validation_split or 0.0
-    return max(int(round(config.images_per_class * fraction)), 1 if fraction else 0)
+    return max(int(round(config.num_images * fraction)), 1 if fraction else 0)
 

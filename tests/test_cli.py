@@ -170,5 +170,7 @@ def test_backbones_table_and_version(tmp_path):
     assert rows[0].split()[:4] == ["name", "default", "min", "params"]
     assert len(rows) == 1 + len(tt.list_backbones())
     assert rows[1].split()[:4] == ["vgg16", "224", "32", "14.7M"]
+    inception = next(row.split() for row in rows if row.startswith("inception_v3 "))
+    assert inception[1:5] == ["299", "75", "21.8M", "no"]
     version = cli("--version", cwd=tmp_path)
     assert version.stdout.strip() == f"tfx-transfer {tt.__version__}"

@@ -12,7 +12,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from importlib import resources
 from pathlib import Path
@@ -22,14 +21,15 @@ import numpy as np
 import tensorflow as tf
 
 from tfx_transfer.data import shapes
-from tfx_transfer.data.balance import class_weights
 from tfx_transfer.data.image_folder import image_folder
 from tfx_transfer.evaluation import evaluate
 from tfx_transfer.export import export_saved_model
 from tfx_transfer.metadata import class_info
 from tfx_transfer.prediction import predict_images
+from tfx_transfer.run_dir import RunDirectory
 from tfx_transfer.saving import load_model
 from tfx_transfer.surgery import expand_classes, merge_frozen
+from tfx_transfer.training import Stage, fine_tune
 
 BASE_MODEL_FILE = "shapes90_mobilenet_v3_small.keras"
 
@@ -81,17 +81,20 @@ def run_demo(
        data) and loads it with `tt.data.image_folder`;
     2. expands the base model's 1024x90 kernel to 1024x92 with the old columns
        frozen (`freeze_old=True`);
-    3. trains only the new columns on the new images plus a few exemplars of each
-       old class (class-balanced);
+    3. trains only the new columns (`tt.fine_tune`) on the new images plus a few
+       exemplars of each old class (class-balanced);
     4. evaluates old and new classes against the base model on held-out images;
     5. saves the 92-class model (frozen blocks merged) as `.keras` and exports
-       the next SavedModel version under `export_dir` for TF Serving.
+       the next SavedModel version under `export_dir` for TF Serving;
+    6. writes the run directory `workdir`: config.yaml, history.csv,
+       report.json / report.md and plots/ (curves, confusion, old/new per class).
 
-    Returns the report (also written to `workdir/report.json`).
+    Returns the headline numbers and paths (also under "extra" in report.json).
     """
     settings = settings or DemoSettings()
     workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    run = RunDirectory(workdir.parent, workdir.name)
+    run.write_config({**dataclasses.asdict(settings), "export_dir": str(export_dir)})
     started = time.time()
     keras.utils.set_random_seed(0)
     base = base_model()
@@ -106,15 +109,15 @@ def run_demo(
     new_data = image_folder(folder, image_size=size, batch_size=settings.batch_size, seed=0)
 
     model = expand_classes(base, new_class_names=new_data.class_names, freeze_old=True)
-    for layer in model.layers:
-        layer.trainable = layer.name == "predictions"
-    train, class_weight = _training_data(model, new_data, settings)
-    model.compile(
-        keras.optimizers.Adam(settings.learning_rate),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
+    train = _training_data(model, new_data, settings)
+    stage = Stage(
+        train="classifier",
+        epochs=settings.epochs,
+        learning_rate=settings.learning_rate,
+        class_weight="balanced",
     )
-    model.fit(train, epochs=settings.epochs, class_weight=class_weight, verbose=0)
+    model, history = fine_tune(model, train, stages=[stage], verbose=0)
+    trained = time.time()
 
     names = class_info(model).class_names
     test = shapes.arrays(names, settings.test_per_class, split="test", image_size=size)
@@ -135,13 +138,17 @@ def run_demo(
         "example_prediction": {"file": str(sample), "top2": predict_images(merged, [sample], 2)[0]},
         "seconds": round(time.time() - started, 1),
     }
-    (workdir / "report.json").write_text(json.dumps(result, indent=2))
+    run.history_csv(history)
+    run.plots(history=history, evaluation=report)
+    timings = {"fine_tune_s": round(trained - started, 1), "total_s": result["seconds"]}
+    result["report"] = str(
+        run.write_report(evaluation=report, history=history, timings=timings, extra=result)
+    )
     return result
 
 
-def _training_data(model, new_data, settings):
-    """New-class images from the folder plus exemplars of each old class, shuffled,
-    and class weights that give every class the same total weight."""
+def _training_data(model, new_data, settings) -> tf.data.Dataset:
+    """New-class images from the folder plus exemplars of each old class, shuffled."""
     names = class_info(model).class_names
     old_names = names[: len(names) - len(new_data.class_names)]
     old_x, old_y = shapes.arrays(
@@ -150,14 +157,11 @@ def _training_data(model, new_data, settings):
     offset = len(old_names)
     new = new_data.train.unbatch().map(lambda x, y: (x, y + offset))
     replay = tf.data.Dataset.from_tensor_slices((old_x.astype(np.float32), old_y))
-    counts = {name: settings.exemplars_per_old_class for name in old_names}
-    counts |= {name: new_data.class_counts[name] for name in new_data.class_names}
-    total = sum(counts.values())
-    data = (
+    total = settings.exemplars_per_old_class * len(old_names) + sum(new_data.class_counts.values())
+    return (
         replay.concatenate(new)
         .apply(tf.data.experimental.assert_cardinality(total))
         .shuffle(total, seed=0)
         .batch(settings.batch_size)
         .prefetch(tf.data.AUTOTUNE)
     )
-    return data, class_weights(counts)

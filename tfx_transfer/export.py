@@ -12,6 +12,14 @@ Signatures:
                      `{"instances": [{"b64": "..."}]}`).
 Both return `probabilities` [None, C], `classes` (top-k ids), `scores` (top-k
 probabilities) and `labels` (top-k class names, from the `labels.txt` asset).
+
+Detectors (`tt.build_detector`) get the same two signatures with box decoding
+and non-max suppression inside the graph (KerasCV's own export has none,
+keras-cv #2499). They return `boxes` [None, N, 4] (the detector's
+`bounding_box_format`, pixels), `scores` [None, N], `classes` [None, N] int64,
+`labels` [None, N] class names and `num_detections` [None] int32; rows past
+`num_detections` are padding (class -1, label ""). N is the detector's
+`prediction_decoder.max_detections` (100 by default).
 """
 
 from __future__ import annotations
@@ -31,16 +39,19 @@ import tensorflow as tf
 from tfx_transfer.metadata import class_info
 from tfx_transfer.surgery import merge_frozen
 from tfx_transfer.surgery.layers import ColumnBlockDense
+from tfx_transfer.surgery.locate import detector_kind
 
 PIXELS_SIGNATURE = "serving_default"
 BYTES_SIGNATURE = "serving_bytes"
 PIXELS_INPUT = "images"
 BYTES_INPUT = "image_bytes"
 OUTPUTS = ("probabilities", "classes", "scores", "labels")
+DETECTION_OUTPUTS = ("boxes", "scores", "classes", "labels", "num_detections")
 LABELS_ASSET = "labels.txt"
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 TEMPORARY_PREFIX = ".tmp-"
 TOLERANCE = 1e-5
+DETECTION_TOLERANCE = 1e-4
 
 
 class ExportVerificationError(RuntimeError):
@@ -60,15 +71,18 @@ def export_saved_model(
     """Exports `model` to `export_dir/<version>/` for TF Serving and returns that path.
 
     Args:
-        model: a classifier (models with frozen column blocks are merged first).
+        model: a classifier (models with frozen column blocks are merged first),
+            or a detector from `tt.build_detector` (decoding and NMS inside).
         export_dir: path. The model's base directory, e.g. `saved_models/shapes92`.
         version: int. Defaults to one more than the highest existing version (1
             for the first). An existing version is never overwritten.
         class_names: sequence of str. Defaults to the model's class names.
-        top_k: int. How many classes `classes`, `scores` and `labels` return.
+        top_k: int. How many classes `classes`, `scores` and `labels` return
+            (classifiers; detectors return up to `max_detections` boxes).
         verify: bool. Reload the export and compare both signatures with the
-            model on a few inputs (max abs difference <= 1e-5); a mismatch fails
-            the export and leaves nothing behind.
+            model on a few inputs (max abs difference <= 1e-5; detectors: boxes,
+            scores and classes against `predict`, <= 1e-4); a mismatch fails the
+            export and leaves nothing behind.
         warmup: bool. Write `assets.extra/tf_serving_warmup_requests`.
 
     Example:
@@ -76,6 +90,8 @@ def export_saved_model(
     >>> path = tt.export_saved_model(model, "saved_models/shapes92")
     >>> path.name
     '1'
+    >>> tt.export_saved_model(detector, "saved_models/voc_retinanet")   # boxes inside
+    PosixPath('saved_models/voc_retinanet/1')
     """
     root = Path(export_dir)
     root.mkdir(parents=True, exist_ok=True)
@@ -87,6 +103,7 @@ def export_saved_model(
             f"Version {version} already exists in {str(root)!r}; exported versions are never "
             f"overwritten. Pass version=None for the next free number ({_next_version(root)})."
         )
+    detector = detector_kind(model) is not None
     model = _without_column_blocks(model)
     names = _class_names(model, class_names)
     top_k = max(1, min(int(top_k), len(names)))
@@ -96,11 +113,12 @@ def export_saved_model(
         with tempfile.TemporaryDirectory() as scratch:
             labels_file = Path(scratch) / LABELS_ASSET
             labels_file.write_text("".join(f"{name}\n" for name in names))
-            _archive(model, labels_file, top_k).write_out(str(temporary), verbose=False)
+            archive = _archive(model, labels_file, top_k, detector=detector)
+            archive.write_out(str(temporary), verbose=False)
         if warmup:
             _write_warmup(temporary, model, root.name)
         if verify:
-            verify_export(temporary, model)
+            (verify_detector_export if detector else verify_export)(temporary, model)
         os.rename(temporary, target)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
@@ -139,10 +157,56 @@ def verify_export(path: str | os.PathLike, model: keras.Model, *, tolerance: flo
             )
 
 
-def _archive(model: keras.Model, labels_file: Path, top_k: int) -> keras.export.ExportArchive:
+def verify_detector_export(
+    path: str | os.PathLike, model: keras.Model, *, tolerance: float = DETECTION_TOLERANCE
+) -> None:
+    """Reloads a detector's SavedModel and compares both signatures with `model.predict`.
+
+    Boxes, scores and classes of the first `num_detections` rows must agree
+    within `tolerance`; raises `ExportVerificationError` otherwise.
+
+    Example:
+
+    >>> verify_detector_export("saved_models/voc_retinanet/1", detector)
+    """
+    from tfx_transfer.detection.export import compare_detections
+
+    loaded = tf.saved_model.load(str(path))
+    height, width = _image_size(model)
+    pixels = np.random.default_rng(0).integers(0, 256, (3, height, width, 3)).astype(np.uint8)
+    expected = model.predict(pixels.astype(np.float32), verbose=0)
+    encoded = tf.stack([tf.io.encode_png(image) for image in pixels])
+    results = {
+        PIXELS_SIGNATURE: loaded.signatures[PIXELS_SIGNATURE](
+            **{PIXELS_INPUT: tf.constant(pixels, tf.float32)}
+        ),
+        BYTES_SIGNATURE: loaded.signatures[BYTES_SIGNATURE](**{BYTES_INPUT: encoded}),
+    }
+    for signature, outputs in results.items():
+        difference = compare_detections(
+            expected, {key: value.numpy() for key, value in outputs.items()}, tolerance
+        )
+        if difference is not None:
+            raise ExportVerificationError(
+                f"Signature {signature!r} of the export differs from the detector: {difference} "
+                f"(tolerance {tolerance}); nothing was exported."
+            )
+
+
+def _image_size(model: keras.Model) -> tuple[int, int]:
     height, width = model.input_shape[1:3]
     if height is None or width is None:
-        raise ValueError(f"Model {model.name!r} needs a fixed input size to be exported.")
+        raise ValueError(
+            f"Model {model.name!r} needs a fixed input size to be exported (input shape "
+            f"{model.input_shape}); build it with input_shape=(height, width, 3)."
+        )
+    return int(height), int(width)
+
+
+def _archive(
+    model: keras.Model, labels_file: Path, top_k: int, *, detector: bool = False
+) -> keras.export.ExportArchive:
+    height, width = _image_size(model)
     table = tf.lookup.StaticHashTable(
         tf.lookup.TextFileInitializer(
             str(labels_file),
@@ -155,6 +219,10 @@ def _archive(model: keras.Model, labels_file: Path, top_k: int) -> keras.export.
     )
 
     def outputs(images):
+        if detector:
+            from tfx_transfer.detection.export import detection_outputs
+
+            return detection_outputs(model, images, table)
         probabilities = probabilities_of(model, images)
         scores, classes = tf.math.top_k(probabilities, k=top_k)
         labels = table.lookup(tf.cast(classes, tf.int64))
@@ -196,7 +264,7 @@ def _write_warmup(path: Path, model: keras.Model, model_name: str) -> None:
     """A few generated requests TF Serving replays before serving (one per signature)."""
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
-    height, width = model.input_shape[1:3]
+    height, width = _image_size(model)
     image = np.random.default_rng(1).integers(0, 256, (1, height, width, 3)).astype(np.uint8)
     png = tf.io.encode_png(image[0]).numpy()
     inputs = {
@@ -218,17 +286,24 @@ def _write_warmup(path: Path, model: keras.Model, model_name: str) -> None:
 
 
 def _without_column_blocks(model: keras.Model) -> keras.Model:
-    """`model`, or a copy with frozen column blocks folded into a plain Dense."""
-    if any(isinstance(layer, ColumnBlockDense) for layer in model.layers):
+    """`model`, or a copy with frozen column blocks folded into a plain Dense (for a
+    detector: a copy without frozen channels, whose snapshots serving does not need)."""
+    if getattr(model, "frozen_channels", None) or any(
+        isinstance(layer, ColumnBlockDense) for layer in model.layers
+    ):
         return merge_frozen(model)
     return model
 
 
 def _class_names(model: keras.Model, class_names) -> list[str]:
     names = list(class_names) if class_names is not None else list(class_info(model).class_names)
-    width = int(model.output_shape[-1])
+    detector = detector_kind(model) is not None
+    width = int(model.num_classes) if detector else int(model.output_shape[-1])
     if len(names) != width:
-        raise ValueError(f"Model {model.name!r} has {width} outputs but {len(names)} class names.")
+        raise ValueError(
+            f"Model {model.name!r} has {width} {'classes' if detector else 'outputs'} but "
+            f"{len(names)} class names."
+        )
     bad = [name for name in names if not name or "\n" in name]
     if bad:
         raise ValueError(f"Class names must be non-empty single lines; got {bad}.")

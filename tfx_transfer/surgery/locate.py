@@ -6,11 +6,21 @@ Classifiers built here end in a `Dense` (or `ColumnBlockDense`) named
 optionally followed by an activation layer. Models from elsewhere are
 recognised when a Dense layer produces the model output, directly or through
 `Activation`/`Softmax` layers.
+
+Detectors (KerasCV's, usually built by `tt.build_detector`):
+
+- RetinaNet ("anchor_major"): one classification head shared by P3..P7 ending
+  in a 3x3 conv `classification_head.prediction_layer` with anchors x classes
+  output channels, channel = anchor * num_classes + class (9 anchors). Logits.
+- YOLOv8 ("per_level"): one 1x1 conv per pyramid level,
+  `yolo_v8_head_{1,2,3}_class_3_conv`, channel = class; a sigmoid follows.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import sys
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -20,6 +30,10 @@ from tfx_transfer.surgery.layers import ColumnBlockDense
 
 CLASSIFIER_LAYERS = (keras.layers.Dense, ColumnBlockDense)
 ACTIVATION_LAYERS = (keras.layers.Activation, keras.layers.Softmax)
+PLAIN, ANCHOR_MAJOR, PER_LEVEL = "plain", "anchor_major", "per_level"
+RETINANET_CLASS_LAYER = "classification_head.prediction_layer"
+YOLOV8_CLASS_LAYER = "yolo_v8_head_{level}_class_3_conv"
+RETINANET_PRIOR = 0.01  # focal-loss prior probability of RetinaNet's class biases
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,25 +42,88 @@ class Classifier:
 
     Attributes:
         layer: the classification layer (outputs logits, one column per class,
-            unless `builtin_activation` is set).
-        layout: str. How classes map to output columns; "plain" (column k is class k).
+            unless `builtin_activation` is set); for YOLOv8 the first level's.
+        layout: str. How classes map to output columns: "plain" (column k is
+            class k), "anchor_major" (channel = anchor * num_classes + class) or
+            "per_level" (one plain layer per pyramid level, in `layers`).
         builtin_activation: str or None. An activation inside `layer` itself
             (e.g. `Dense(90, activation="softmax")` in a foreign model).
         output_activation: str or None. The activation between the logits and the
             model output ("softmax", "sigmoid" or None).
+        layers: every classification layer (one per level for "per_level").
+        anchors: int. Anchors per position ("anchor_major"), else 1.
+        references: how to reach each of `layers` from the model: a layer name
+            or an attribute path such as "classification_head.prediction_layer".
+        default_bias: the bias init new classes get by default: "zeros", or a
+            prior probability (RetinaNet's focal-loss prior 0.01).
     """
 
     layer: keras.layers.Layer
     layout: str
     builtin_activation: str | None
     output_activation: str | None
+    layers: tuple[keras.layers.Layer, ...] = ()
+    anchors: int = 1
+    references: tuple[str, ...] = ()
+    default_bias: str | float = "zeros"
+
+    def __post_init__(self) -> None:
+        if not self.layers:
+            object.__setattr__(self, "layers", (self.layer,))
+        if not self.references:
+            object.__setattr__(self, "references", (self.layer.name,))
 
     @property
     def num_classes(self) -> int:
-        return int(self.layer.units)
+        if self.layout == PLAIN:
+            return int(self.layer.units)
+        return int(self.layer.filters) // self.anchors
+
+    @property
+    def is_detector(self) -> bool:
+        return self.layout != PLAIN
+
+    def channels(self, classes: Sequence[int], num_classes: int | None = None) -> np.ndarray:
+        """Output channels holding `classes` (every anchor's, anchor-major) in a
+        layer of this layout with `num_classes` classes (default: this one's).
+
+        >>> retinanet_classifier.channels([0, 1], num_classes=5)   # 9 anchors
+        array([ 0,  1,  5,  6, 10, 11, ...])
+        """
+        width = self.num_classes if num_classes is None else int(num_classes)
+        classes = np.asarray(list(classes), dtype=np.int64)
+        anchor_starts = np.arange(self.anchors, dtype=np.int64)[:, None] * width
+        return (anchor_starts + classes[None, :]).reshape(-1)
+
+    def level_weights(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(kernel, bias) of every classification layer, as numpy arrays.
+
+        >>> [k.shape for k, _ in locate_classifier(yolov8).level_weights()]
+        [(1, 1, 64, 3), (1, 1, 64, 3), (1, 1, 64, 3)]
+        """
+        if self.layout == PLAIN:
+            return [self.kernel_and_bias()]
+        return [_conv_kernel_and_bias(layer) for layer in self.layers]
+
+    def assign_levels(self, weights: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
+        """Writes (kernel, bias) back into every classification layer.
+
+        >>> located.assign_levels(located.level_weights())   # a no-op round trip
+        """
+        if self.layout == PLAIN:
+            (kernel, bias), *_ = weights
+            self.assign(kernel, bias)
+            return
+        for layer, (kernel, bias) in zip(self.layers, weights):
+            layer.kernel.assign(kernel)
+            if layer.use_bias:
+                layer.bias.assign(bias)
 
     def kernel_and_bias(self) -> tuple[np.ndarray, np.ndarray]:
-        """Full kernel (features x classes) and bias (classes,) as numpy arrays."""
+        """Full kernel (features x classes) and bias (classes,) as numpy arrays
+        (for detectors: the first classification layer's conv kernel and bias)."""
+        if self.layout != PLAIN:
+            return _conv_kernel_and_bias(self.layer)
         if isinstance(self.layer, ColumnBlockDense):
             return self.layer.full_kernel_and_bias()
         kernel = keras.ops.convert_to_numpy(self.layer.kernel)
@@ -58,6 +135,11 @@ class Classifier:
 
     def assign(self, kernel: np.ndarray, bias: np.ndarray) -> None:
         """Writes a full kernel and bias back into the layer."""
+        if self.layout != PLAIN:
+            self.layer.kernel.assign(kernel)
+            if self.layer.use_bias:
+                self.layer.bias.assign(bias)
+            return
         if isinstance(self.layer, ColumnBlockDense):
             self.layer.assign_full(kernel, bias)
             return
@@ -70,14 +152,26 @@ def locate_classifier(model: keras.Model, layer: str | None = None) -> Classifie
     """Finds the classification layer of `model`.
 
     Args:
-        model: a functional or Sequential `keras.Model`.
+        model: a functional or Sequential `keras.Model`, or a KerasCV RetinaNet
+            or YOLOv8 detector.
         layer: str. Name of the classification layer; None looks for
             `predictions`, then for the Dense layer that produces the output.
+            (Detectors: None, or the name of one of their class layers.)
 
     Raises:
         ValueError: naming the layer and what was expected, when `layer` does not
             exist, is not a Dense layer, or does not produce the model output.
+
+    Example:
+
+    >>> tt.surgery.locate_classifier(model).layer.name
+    'predictions'
+    >>> tt.surgery.locate_classifier(retinanet).layout
+    'anchor_major'
     """
+    kind = detector_kind(model)
+    if kind is not None:
+        return _locate_detector_classifier(model, kind, layer)
     names = [existing.name for existing in model.layers]
     if layer is not None and layer not in names:
         raise ValueError(
@@ -138,3 +232,79 @@ def _activation_name(layer: keras.layers.Layer) -> str | None:
     name = keras.activations.serialize(activation)
     name = name if isinstance(name, str) else getattr(activation, "__name__", str(name))
     return None if name == "linear" else name
+
+
+def detector_kind(model: keras.Model) -> str | None:
+    """The kind of a KerasCV detector (ours or not): "retinanet", "yolov8"; else None.
+
+    Looks KerasCV up in `sys.modules` instead of importing it: a model can only
+    be a KerasCV detector when KerasCV is loaded.
+
+    Example:
+
+    >>> detector_kind(tt.build_detector("retinanet", "resnet50", 3, weights=None))
+    'retinanet'
+    """
+    keras_cv = sys.modules.get("keras_cv")
+    if keras_cv is None:
+        return None
+    if isinstance(model, keras_cv.models.RetinaNet):
+        return "retinanet"
+    if isinstance(model, keras_cv.models.YOLOV8Detector):
+        return "yolov8"
+    return None
+
+
+def _locate_detector_classifier(model: keras.Model, kind: str, layer: str | None) -> Classifier:
+    num_classes = int(model.num_classes)
+    if kind == "retinanet":
+        conv = model.classification_head.prediction_layer
+        anchors, remainder = divmod(int(conv.filters), num_classes)
+        if remainder:
+            raise ValueError(
+                f"RetinaNet {model.name!r}: its class conv has {conv.filters} channels, not a "
+                f"multiple of its {num_classes} classes; the head is not anchor-major."
+            )
+        located = Classifier(
+            layer=conv,
+            layout=ANCHOR_MAJOR,
+            builtin_activation=None,
+            output_activation=None,
+            anchors=anchors,
+            references=(RETINANET_CLASS_LAYER,),
+            default_bias=RETINANET_PRIOR,
+        )
+    else:
+        names = {existing.name for existing in model.layers}
+        references = tuple(
+            YOLOV8_CLASS_LAYER.format(level=level)
+            for level in range(1, 10)
+            if YOLOV8_CLASS_LAYER.format(level=level) in names
+        )
+        if not references:
+            raise ValueError(
+                f"YOLOv8 detector {model.name!r} has no class convs named "
+                f"{YOLOV8_CLASS_LAYER.format(level='N')!r}."
+            )
+        convs = tuple(model.get_layer(name) for name in references)
+        located = Classifier(
+            layer=convs[0],
+            layout=PER_LEVEL,
+            builtin_activation=None,
+            output_activation="sigmoid",
+            layers=convs,
+            references=references,
+        )
+    if layer is not None and layer not in {c.name for c in located.layers}:
+        raise ValueError(
+            f"Layer {layer!r} is not a classification layer of {kind} detector {model.name!r}; "
+            f"its class layers are {[c.name for c in located.layers]} (or pass layer=None)."
+        )
+    return located
+
+
+def _conv_kernel_and_bias(layer: keras.layers.Layer) -> tuple[np.ndarray, np.ndarray]:
+    kernel = keras.ops.convert_to_numpy(layer.kernel)
+    if layer.use_bias:
+        return kernel, keras.ops.convert_to_numpy(layer.bias)
+    return kernel, np.zeros(kernel.shape[-1], kernel.dtype)

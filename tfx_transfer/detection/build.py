@@ -1,0 +1,212 @@
+"""`build_detector`: KerasCV RetinaNet / YOLOv8 on registry or KerasCV backbones."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import keras_cv
+
+from tfx_transfer.backbones import freeze_batchnorm, list_backbones
+from tfx_transfer.detection.backbone_adapter import (
+    DETECTION_LEVELS,
+    PyramidBackbone,
+    aligned_backbones,
+    check_aligned,
+    check_detector_input_shape,
+)
+from tfx_transfer.detection.freezing import FrozenChannels
+from tfx_transfer.detection.models import DETECTOR_CLASSES, all_layers, default_metadata
+from tfx_transfer.metadata import ClassMetadata
+from tfx_transfer.weights import Weights
+
+ARCHITECTURES = tuple(DETECTOR_CLASSES)
+DEFAULT_SIZE = 512
+
+
+def build_detector(
+    arch: str,
+    backbone: str | keras.Model,
+    num_classes: int,
+    *,
+    bounding_box_format: str = "xywh",
+    weights: Weights = "imagenet",
+    input_shape: Sequence[int | None] | None = None,
+    class_names: Sequence[str] | None = None,
+    freeze_backbone: bool = True,
+) -> keras.Model:
+    """Builds a KerasCV object detector (RetinaNet or YOLOv8) on an ImageNet backbone.
+
+    The detector takes raw 0..255 RGB pixels (registry backbones embed their
+    preprocessing) and trains with `fit` on KerasCV's format
+    `{"images": ..., "bounding_boxes": {"boxes": ..., "classes": ...}}`, boxes
+    dense (padded with -1) or ragged. `detector(images)` returns raw head
+    outputs; `predict` decodes boxes and applies non-max suppression. The
+    backbone is frozen by default, its BatchNorm layers always in inference
+    mode. The class names travel with the model (`tt.class_info(detector)`).
+
+    Args:
+        arch: str. "retinanet" or "yolov8".
+        backbone: str or keras.Model. A name from `tt.list_backbones()` whose
+            feature levels align (not Inception/Xception), a model from
+            `tt.build_backbone`, or a KerasCV backbone instance
+            (e.g. `keras_cv.models.ResNetBackbone`, `YOLOV8Backbone`).
+        num_classes: int. Number of object classes (no background class).
+        bounding_box_format: str. KerasCV box format of labels and predictions
+            ("xywh", "xyxy", "rel_xyxy", ...).
+        weights: "imagenet", a weights file or None; for registry backbones only.
+        input_shape: (height, width, 3), multiples of 32. Defaults to
+            (512, 512, 3) for registry backbones, the backbone's own for a model.
+        class_names: sequence of str. Defaults to `class_0`, `class_1`, ...
+        freeze_backbone: bool. Make the backbone non-trainable.
+
+    Returns:
+        A `TransferRetinaNet` or `TransferYOLOV8Detector` (KerasCV model subclasses).
+
+    Example:
+
+    >>> detector = tt.build_detector("retinanet", "resnet50", num_classes=20,
+    ...                              class_names=voc_names, input_shape=(512, 512, 3))
+    >>> detector.compile(optimizer=keras.optimizers.SGD(1e-3, global_clipnorm=10.0))
+    >>> detector.fit(train_data, epochs=10)
+    """
+    if arch not in DETECTOR_CLASSES:
+        raise ValueError(f"Unknown detector arch {arch!r}; choose one of {list(ARCHITECTURES)}.")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive integer; got {num_classes!r}.")
+    detector_class = DETECTOR_CLASSES[arch]
+    names = (
+        tuple(class_names)
+        if class_names is not None
+        else ClassMetadata.default(num_classes).class_names
+    )
+    if len(names) != num_classes:
+        raise ValueError(f"Got {len(names)} class_names for num_classes={num_classes}.")
+    metadata = default_metadata(num_classes, detector_class.logits_activation).replace(
+        class_names=names, class_ids=()
+    )
+
+    backbone_model = _resolve_backbone(backbone, weights, input_shape)
+    backbone_model.trainable = not freeze_backbone
+    freeze_batchnorm(backbone_model)
+    return detector_class(
+        backbone=backbone_model,
+        num_classes=num_classes,
+        bounding_box_format=bounding_box_format,
+        class_metadata=metadata,
+    )
+
+
+def rebuild_detector(
+    detector: keras.Model,
+    *,
+    class_metadata: ClassMetadata,
+    frozen_channels: Sequence[FrozenChannels] = (),
+) -> keras.Model:
+    """A fresh detector like `detector` (same config, new weights, nothing shared)
+    with `class_metadata.num_classes` classes; trainable flags are copied.
+
+    The caller copies weights. The class head is rebuilt for the new number of
+    classes (a default KerasCV head); everything else keeps its config.
+    (`tt.expand_classes` uses it; it copies the weights.)
+
+    Example:
+
+    >>> bigger = rebuild_detector(detector, class_metadata=tt.class_info(detector).replace(
+    ...     class_names=("cat", "dog", "kite")))
+    >>> bigger.num_classes
+    3
+    """
+    config = detector.get_config()
+    config["num_classes"] = class_metadata.num_classes
+    config["class_metadata"] = class_metadata.get_config()
+    config["frozen_channels"] = [record.get_config() for record in frozen_channels]
+    config["frozen_layers"] = None  # set below, layer by layer
+    if "classification_head" in config:  # RetinaNet: default head, 9 x new classes wide
+        config["classification_head"] = None
+    encoder = config.get("label_encoder")
+    if isinstance(encoder, dict) and "num_classes" in encoder.get("config", {}):
+        encoder = {**encoder, "config": {**encoder["config"], "num_classes": config["num_classes"]}}
+        config["label_encoder"] = encoder
+    config = {  # live layers in the config (RetinaNet's decoder) -> configs: nothing shared
+        key: keras.saving.serialize_keras_object(value)
+        if isinstance(value, keras.layers.Layer)
+        else value
+        for key, value in config.items()
+    }
+    rebuilt = DETECTOR_CLASSES[detector_arch(detector)].from_config(config)
+    copy_trainable_flags(detector, rebuilt)
+    return rebuilt
+
+
+def detector_arch(model: keras.Model) -> str:
+    """The arch of a KerasCV detector (ours or KerasCV's own): "retinanet" or "yolov8".
+
+    Example:
+
+    >>> detector_arch(tt.build_detector("yolov8", "resnet50", 3, weights=None))
+    'yolov8'
+    """
+    if isinstance(model, keras_cv.models.RetinaNet):
+        return "retinanet"
+    if isinstance(model, keras_cv.models.YOLOV8Detector):
+        return "yolov8"
+    raise TypeError(
+        f"Model {model.name!r} ({type(model).__name__}) is not a KerasCV RetinaNet or "
+        "YOLOV8Detector; build detectors with tt.build_detector."
+    )
+
+
+def copy_trainable_flags(source: keras.Model, target: keras.Model) -> None:
+    """Sets every layer of `target` trainable as in `source` (same architecture).
+
+    Example:
+
+    >>> copy_trainable_flags(detector, rebuild_detector(detector, class_metadata=meta))
+    """
+    pairs = list(zip(all_layers(source), all_layers(target)))
+    if source.backbone is not None and target.backbone is not None:
+        pairs += list(zip(all_layers(source.backbone), all_layers(target.backbone)))
+    for origin, copy in pairs:
+        if type(origin) is not type(copy):
+            raise ValueError(
+                f"Cannot copy trainable flags from {source.name!r} to {target.name!r}: layer "
+                f"{origin.name!r} ({type(origin).__name__}) faces {copy.name!r} "
+                f"({type(copy).__name__})."
+            )
+        copy.trainable = origin.trainable
+
+
+def _resolve_backbone(backbone: Any, weights, input_shape) -> keras_cv.models.Backbone:
+    if isinstance(backbone, str):
+        check_aligned(backbone)
+        shape = check_detector_input_shape(input_shape, DEFAULT_SIZE)
+        return PyramidBackbone.from_registry(backbone, weights=weights, input_shape=shape)
+    if isinstance(backbone, keras_cv.models.Backbone):
+        levels = getattr(backbone, "pyramid_level_inputs", None) or {}
+        missing = [level for level in DETECTION_LEVELS if level not in levels]
+        if missing:
+            raise ValueError(
+                f"KerasCV backbone {backbone.name!r} has no pyramid levels {missing} "
+                f"(pyramid_level_inputs: {dict(levels)}); detectors need P3, P4 and P5."
+            )
+        _check_same_shape(backbone, input_shape)
+        return backbone
+    if isinstance(backbone, keras.Model) and backbone.name in list_backbones():
+        _check_same_shape(backbone, input_shape)
+        check_detector_input_shape(backbone.input_shape[1:], DEFAULT_SIZE)
+        return PyramidBackbone.wrap(backbone)
+    raise TypeError(
+        f"backbone must be a registry name ({', '.join(aligned_backbones())}), a model from "
+        f"tt.build_backbone, or a keras_cv.models.Backbone; got {type(backbone).__name__} "
+        f"{getattr(backbone, 'name', '')!r}."
+    )
+
+
+def _check_same_shape(backbone: keras.Model, input_shape) -> None:
+    if input_shape is not None and tuple(input_shape) != tuple(backbone.input_shape[1:]):
+        raise ValueError(
+            f"input_shape {tuple(input_shape)} disagrees with backbone {backbone.name!r}'s "
+            f"input shape {backbone.input_shape[1:]}; build the backbone at that size."
+        )

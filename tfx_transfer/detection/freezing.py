@@ -1,0 +1,136 @@
+"""Frozen class channels in a detector's class convolutions.
+
+A detector's class convolutions are stock KerasCV `Conv2D` layers inside its
+graph, which cannot be swapped for a column-block layer the way a classifier's
+`predictions` Dense can. Old classes are frozen instead by a variable
+constraint: the optimizer applies a variable's constraint right after every
+update (`optimizer.apply`, used by `fit`, custom loops and distillation alike),
+and `KeepChannels` writes the frozen output channels back from a snapshot. So
+the old channels stay bit for bit whatever the optimizer (momentum, Adam,
+weight decay), while the new channels and the input gradients train normally.
+
+The snapshots are non-trainable weights of the detector (saved with it); the
+frozen channels are described in the detector's config by `FrozenChannels`
+records, so a loaded detector freezes the same channels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import keras
+from keras import ops
+
+
+@dataclasses.dataclass(frozen=True)
+class FrozenChannels:
+    """Which output channels of one class convolution are frozen.
+
+    Output channel `j` (last axis of kernel and bias) is frozen when
+    `j % period < count`: `period` is the number of classes of the layer and
+    `count` the number of old classes, so this covers plain layouts (one block
+    of classes) and anchor-major ones (anchor * period + class).
+
+    Args:
+        layer: str. The layer: a layer name of the model, or an attribute path
+            from the model such as "classification_head.prediction_layer".
+        period: int. Classes per anchor block.
+        count: int. Frozen classes at the start of each block.
+
+    Example:
+
+    >>> FrozenChannels("classification_head.prediction_layer", period=92, count=90)
+    """
+
+    layer: str
+    period: int
+    count: int
+
+    def get_config(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> FrozenChannels:
+        return cls(str(config["layer"]), int(config["period"]), int(config["count"]))
+
+
+class KeepChannels(keras.constraints.Constraint):
+    """Constraint writing the frozen channels of a variable back from a snapshot.
+
+    Example:
+
+    >>> kernel.constraint = KeepChannels(snapshot, period=5, count=3)  # channels j % 5 < 3
+    """
+
+    def __init__(self, snapshot: keras.Variable, period: int, count: int) -> None:
+        self.snapshot = snapshot
+        channels = int(snapshot.shape[-1])
+        self.mask = [(j % period) < count for j in range(channels)]
+
+    def __call__(self, w):
+        mask = ops.convert_to_tensor(self.mask)
+        return ops.where(mask, ops.cast(self.snapshot, w.dtype), w)
+
+    def get_config(self) -> dict[str, Any]:
+        # Not serialised: the detector re-creates it from its `frozen_channels` config.
+        return {}
+
+
+def resolve_layer(model: keras.Model, reference: str) -> keras.layers.Layer:
+    """The layer named `reference`, or reached by the attribute path `reference`.
+
+    Example:
+
+    >>> resolve_layer(retinanet, "classification_head.prediction_layer").filters
+    45
+    """
+    if "." not in reference:
+        return model.get_layer(reference)
+    target: Any = model
+    for part in reference.split("."):
+        target = getattr(target, part)
+    return target
+
+
+def install(model: keras.Model, records: list[FrozenChannels]) -> list[keras.Variable]:
+    """Adds snapshot weights to `model` and constraints to the records' kernels and biases.
+
+    Returns the snapshot variables (refreshed from the current weights by `refresh`).
+    Called by the detectors' constructors with their `frozen_channels`.
+
+    Example:
+
+    >>> install(detector, [FrozenChannels("yolo_v8_head_1_class_3_conv", 5, 3)])
+    """
+    snapshots = []
+    for index, record in enumerate(records):
+        layer = resolve_layer(model, record.layer)
+        for variable in _class_variables(layer):
+            snapshot = model.add_weight(
+                shape=variable.shape,
+                initializer="zeros",
+                trainable=False,
+                name=f"frozen_{index}_{variable.name}",
+                dtype=variable.dtype,
+            )
+            snapshot.assign(variable)
+            variable.constraint = KeepChannels(snapshot, record.period, record.count)
+            snapshots.append(snapshot)
+    return snapshots
+
+
+def refresh(model: keras.Model, records: list[FrozenChannels]) -> None:
+    """Takes new snapshots of the frozen channels (after weights were set from outside).
+
+    Example:
+
+    >>> refresh(detector, detector.frozen_channels)
+    """
+    for record in records:
+        for variable in _class_variables(resolve_layer(model, record.layer)):
+            variable.constraint.snapshot.assign(variable)
+
+
+def _class_variables(layer: keras.layers.Layer) -> list[keras.Variable]:
+    return [layer.kernel] + ([layer.bias] if getattr(layer, "use_bias", False) else [])

@@ -10,7 +10,7 @@ from tfx_transfer._backend import check_backend
 
 check_backend()
 
-from tfx_transfer import data, demo, plots, training  # noqa: E402
+from tfx_transfer import data, demo, detection, plots, training  # noqa: E402
 from tfx_transfer.backbones import (  # noqa: E402
     block_boundaries,
     build_backbone,
@@ -19,6 +19,7 @@ from tfx_transfer.backbones import (  # noqa: E402
     list_backbones,
 )
 from tfx_transfer.classifier import build_classifier  # noqa: E402
+from tfx_transfer.detection import build_detector  # noqa: E402
 from tfx_transfer.detection_metrics import (  # noqa: E402
     DetectionReport,
     coco_map,
@@ -55,10 +56,12 @@ __all__ = [
     "block_boundaries",
     "build_backbone",
     "build_classifier",
+    "build_detector",
     "class_info",
     "coco_map",
     "data",
     "demo",
+    "detection",
     "detection_predictions",
     "evaluate_detector",
     "evaluate",

@@ -44,9 +44,11 @@ def set_trainable(
     if part not in parts:
         raise ValueError(f"Unknown part {part!r}; expected one of {parts}.")
     backbone = find_backbone(model)
-    classifier = locate_classifier(model).layer
+    classifiers = locate_classifier(model).layers
     for layer in model.layers:
-        _set_everywhere(layer, part != "classifier" or layer is classifier)
+        _set_everywhere(layer, part != "classifier" or any(layer is c for c in classifiers))
+    if part == "classifier":
+        _train_only_inside(model, classifiers)
     _set_everywhere(backbone, part in ("top_blocks", "all"))
     unfrozen: list[str] = []
     if part == "top_blocks":
@@ -64,6 +66,17 @@ def set_trainable(
             freeze_batchnorm(backbone)
         unfrozen = [layer.name for layer in backbone.layers if layer.trainable and layer.weights]
     return unfrozen
+
+
+def _train_only_inside(model: keras.Model, classifiers) -> None:
+    """Detectors keep their class convs inside head layers: a head that holds one
+    trains, with every other layer inside it frozen."""
+    for layer in model.layers:
+        inner = list(layer._flatten_layers(include_self=True))
+        if not any(sub is c for sub in inner for c in classifiers):
+            continue
+        for sub in inner:  # parents come before their children
+            sub.trainable = sub is layer or any(sub is c for c in classifiers)
 
 
 def _set_everywhere(layer: keras.layers.Layer, trainable: bool) -> None:

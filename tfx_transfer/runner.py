@@ -133,7 +133,9 @@ def load_data(config: DataConfig):
     if config.source == "shapes":
         names = config.classes or shapes.BASE_CLASSES
         images, labels = shapes.arrays(names, config.images_per_class, image_size=size)
-        return arrays(images, labels, class_names=list(names), batch_size=config.batch_size, **splits)
+        return arrays(
+            images, labels, class_names=list(names), batch_size=config.batch_size, **splits
+        )
     if config.source == "coco":
         return coco_detection(config.path, config.images, strict=config.strict, **common)
     if config.source == "voc":
@@ -235,4 +237,3 @@ def _split_data(data, split):
 def _held_out_count(config: DataConfig) -> int:
     fraction = config.validation_split or 0.0
     return max(int(round(config.num_images * fraction)), 1 if fraction else 0)
-

@@ -320,3 +320,20 @@ def test_restore_old_classes_copies_the_old_slices_back_exactly(arch):
     other = detector(arch, class_names=["cat", "fox", "owl"])
     with pytest.raises(ValueError, match="Label maps disagree: column 1 is 'dog'"):
         tt.restore_old_classes(new, other)
+
+
+def test_retinanet_anchors_shrink_for_small_inputs_and_survive_saving(tmp_path):
+    def sizes(model):
+        return model.anchor_generator.get_config()["sizes"]
+
+    small = detector("retinanet", input_shape=(128, 128, 3))
+    assert sizes(small) == [8.0, 16.0, 32.0, 64.0, 128.0]  # KerasCV's 32..512 made for 512 px
+    small.save(tmp_path / "small.keras")
+    assert sizes(tt.load_model(tmp_path / "small.keras")) == sizes(small)
+    assert sizes(tt.expand_classes(small, 1)) == sizes(small)
+    chosen = detector("retinanet", anchor_sizes=(4, 8, 16, 32, 64))
+    assert sizes(chosen) == [4.0, 8.0, 16.0, 32.0, 64.0]
+    with pytest.raises(ValueError, match="anchor_sizes needs 5 positive sizes"):
+        detector("retinanet", anchor_sizes=(8, 16))
+    with pytest.raises(ValueError, match="anchor_sizes is for RetinaNet"):
+        detector("yolov8", anchor_sizes=(4, 8, 16, 32, 64))

@@ -54,7 +54,7 @@ def test_old_new_map_and_forgetting_against_the_reference():
     assert report.old_classes == 2
     assert report.per_class == {"a": 1.0, "b": 0.0, "c": 1.0}
     assert (report.old_map, report.new_map) == (0.5, 1.0)
-    assert report.reference_old_map == 1.0
+    assert report.reference_old_map == report.reference_old_map50 == 1.0
     assert report.old_map_change == -0.5
 
 

@@ -21,6 +21,7 @@ import numpy as np
 PADDING = -1
 DECIMALS = 10
 SCORE_KEYS = ("confidence", "scores")
+EVALUATION_CONFIDENCE = 0.05  # lowest detection score an evaluation counts
 
 
 @dataclasses.dataclass
@@ -38,8 +39,9 @@ class DetectionReport:
         old_classes: int or None. The first `old_classes` classes are the old ones.
         old_map, new_map, old_map50, new_map50: float or None. Means of the
             per-class APs over old / new classes with ground truth.
-        reference_old_map: float or None. The reference model's mAP on the old
-            classes (`evaluate_detector(..., reference=)`).
+        reference_old_map, reference_old_map50: float or None. The reference
+            model's mAP@[.5:.95] and mAP@.5 on the old classes
+            (`evaluate_detector(..., reference=)`).
         old_map_change: float or None. old_map - reference_old_map (negative =
             forgetting).
     """
@@ -58,6 +60,7 @@ class DetectionReport:
     old_map50: float | None = None
     new_map50: float | None = None
     reference_old_map: float | None = None
+    reference_old_map50: float | None = None
     old_map_change: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -79,6 +82,7 @@ class DetectionReport:
             "old_map50",
             "new_map50",
             "reference_old_map",
+            "reference_old_map50",
             "old_map_change",
         )
         return {key: getattr(self, key) for key in keys}
@@ -172,7 +176,7 @@ def coco_map(
 
 
 def detection_predictions(
-    model: Any, data: Any, *, split: str = "test"
+    model: Any, data: Any, *, split: str = "test", confidence_threshold: float | None = None
 ) -> tuple[dict[str, list[np.ndarray]], dict[str, list[np.ndarray]]]:
     """Ground truth and `model.predict` detections for every image of `data`.
 
@@ -184,6 +188,8 @@ def detection_predictions(
         data: a `tf.data.Dataset` of `{"images", "bounding_boxes"}` batches (or
             `(images, bounding_boxes)` tuples), or a `DetectionData`.
         split: str. The `DetectionData` split to use ("test", "validation", "train").
+        confidence_threshold: float or None. Score below which the model's
+            decoder drops detections while predicting (None: the model's own).
 
     Returns:
         (ground_truth, predictions): dicts of per-image lists, ready for
@@ -199,6 +205,11 @@ def detection_predictions(
         if dataset is None:
             raise ValueError(f"The DetectionData has no {split!r} split.")
         data = dataset
+    with _decoder_threshold(model, confidence_threshold):
+        return _predictions(model, data)
+
+
+def _predictions(model, data):
     truth = {"boxes": [], "classes": []}
     found = {"boxes": [], "classes": [], "confidence": []}
     for batch in data:
@@ -231,8 +242,13 @@ def evaluate_detector(
     reference: Any = None,
     old_classes: int | Sequence[str] | None = None,
     split: str = "test",
+    confidence_threshold: float | None = EVALUATION_CONFIDENCE,
 ) -> DetectionReport:
     """COCO mAP of a detector on `data`, old and new classes apart after an expansion.
+
+    Detections are scored down to `confidence_threshold` (0.05, as COCO
+    evaluations usually do; KerasCV's decoders keep only scores above 0.5
+    (RetinaNet) or 0.2 (YOLOv8), which hides recall); None keeps the model's.
 
     `tt.evaluate` calls it for detection data. The old classes default to the
     count before the model's last expansion, or the reference model's classes;
@@ -249,7 +265,9 @@ def evaluate_detector(
 
     metadata = class_info(model)
     box_format = getattr(model, "bounding_box_format", "xywh")
-    truth, found = detection_predictions(model, data, split=split)
+    truth, found = detection_predictions(
+        model, data, split=split, confidence_threshold=confidence_threshold
+    )
     old = old_classes if old_classes is not None else _expanded_from(metadata, reference)
     report = coco_map(
         truth,
@@ -261,7 +279,9 @@ def evaluate_detector(
     if reference is not None and report.old_map is not None:
         # Per-class AP depends only on that class's boxes, so the reference is
         # scored on the same old-class ground truth.
-        _, reference_found = detection_predictions(reference, data, split=split)
+        _, reference_found = detection_predictions(
+            reference, data, split=split, confidence_threshold=confidence_threshold
+        )
         before = coco_map(
             _only_classes(truth, report.old_classes),
             reference_found,
@@ -269,8 +289,25 @@ def evaluate_detector(
             bounding_box_format=box_format,
         )
         report.reference_old_map = before.map
+        report.reference_old_map50 = before.map50
         report.old_map_change = round(report.old_map - before.map, DECIMALS)
     return report
+
+
+@contextlib.contextmanager
+def _decoder_threshold(model: Any, threshold: float | None):
+    """Temporarily a KerasCV detector's non-max suppression with another confidence threshold."""
+    decoder = getattr(model, "prediction_decoder", None)
+    if threshold is None or decoder is None or not hasattr(decoder, "confidence_threshold"):
+        yield
+        return
+    model.prediction_decoder = decoder.__class__.from_config(
+        {**decoder.get_config(), "confidence_threshold": float(threshold)}
+    )
+    try:
+        yield
+    finally:
+        model.prediction_decoder = decoder
 
 
 def is_detection_data(data: Any) -> bool:

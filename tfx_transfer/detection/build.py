@@ -25,6 +25,10 @@ ARCHITECTURES = tuple(DETECTOR_CLASSES)
 DEFAULT_SIZE = 512
 
 
+# The input size KerasCV's default RetinaNet anchors (32 .. 512 px) are made for.
+KERAS_CV_ANCHOR_INPUT = 512
+
+
 def build_detector(
     arch: str,
     backbone: str | keras.Model,
@@ -35,6 +39,7 @@ def build_detector(
     input_shape: Sequence[int | None] | None = None,
     class_names: Sequence[str] | None = None,
     freeze_backbone: bool = True,
+    anchor_sizes: Sequence[float] | None = None,
 ) -> keras.Model:
     """Builds a KerasCV object detector (RetinaNet or YOLOv8) on an ImageNet backbone.
 
@@ -60,6 +65,10 @@ def build_detector(
             (512, 512, 3) for registry backbones, the backbone's own for a model.
         class_names: sequence of str. Defaults to `class_0`, `class_1`, ...
         freeze_backbone: bool. Make the backbone non-trainable.
+        anchor_sizes: RetinaNet's anchor sizes in pixels on P3..P7. KerasCV's
+            (32, 64, 128, 256, 512) suit 512 px and larger images; by default
+            they shrink in proportion for smaller inputs (at 128 px: 8 .. 128),
+            so that small objects still match an anchor.
 
     Returns:
         A `TransferRetinaNet` or `TransferYOLOV8Detector` (KerasCV model subclasses).
@@ -90,12 +99,33 @@ def build_detector(
     backbone_model = _resolve_backbone(backbone, weights, input_shape)
     backbone_model.trainable = not freeze_backbone
     freeze_batchnorm(backbone_model)
+    options = {}
+    if arch == "retinanet":
+        options["anchor_generator"] = _anchor_generator(
+            backbone_model, bounding_box_format, anchor_sizes
+        )
+    elif anchor_sizes is not None:
+        raise ValueError("anchor_sizes is for RetinaNet; YOLOv8 has no anchors.")
     return detector_class(
         backbone=backbone_model,
         num_classes=num_classes,
         bounding_box_format=bounding_box_format,
         class_metadata=metadata,
+        **options,
     )
+
+
+def _anchor_generator(backbone: keras.Model, bounding_box_format: str, sizes):
+    """KerasCV's RetinaNet anchors, with sizes scaled down for inputs under 512 px."""
+    config = keras_cv.models.RetinaNet.default_anchor_generator(bounding_box_format).get_config()
+    if sizes is None:
+        side = min((d for d in backbone.input_shape[1:3] if d), default=KERAS_CV_ANCHOR_INPUT)
+        scale = min(1.0, side / KERAS_CV_ANCHOR_INPUT)
+        sizes = [size * scale for size in config["sizes"]]
+    if len(sizes) != len(config["sizes"]) or min(sizes) <= 0:
+        raise ValueError(f"anchor_sizes needs 5 positive sizes (P3..P7); got {list(sizes)}.")
+    config["sizes"] = [float(size) for size in sizes]
+    return keras_cv.layers.AnchorGenerator.from_config(config)
 
 
 def rebuild_detector(

@@ -39,6 +39,7 @@ def synthetic_detection_arrays(
     min_objects: int = 1,
     split: str = "train",
     seed: int = 0,
+    object_size: tuple[float, float] = RADIUS_RANGE,
 ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
     """Generates detection images with their boxes and object masks.
 
@@ -62,11 +63,16 @@ def synthetic_detection_arrays(
             f"Need 0 <= min_objects <= max_objects and max_objects >= 1; got "
             f"min_objects={min_objects}, max_objects={max_objects}."
         )
+    low, high = object_size
+    if not 0 < low <= high < 1:
+        raise ValueError(f"object_size must satisfy 0 < min <= max < 1; got {object_size}.")
     images = np.empty((num_images, image_size, image_size, 3), np.uint8)
     all_boxes, all_classes, all_masks = [], [], []
     for i in range(num_images):
         rng = np.random.default_rng((seed, _STREAM, shapes.SPLITS[split], i))
-        image, boxes, labels, masks = _render(classes, rng, image_size, min_objects, max_objects)
+        image, boxes, labels, masks = _render(
+            classes, rng, image_size, min_objects, max_objects, object_size
+        )
         images[i] = image
         all_boxes.append(boxes)
         all_classes.append(labels)
@@ -86,6 +92,7 @@ def synthetic_detection(
     batch_size: int = 8,
     seed: int = 0,
     bounding_box_format: str = "xywh",
+    object_size: tuple[float, float] = RADIUS_RANGE,
 ) -> DetectionData:
     """The embedded detection data: shapes on cluttered backgrounds, exact boxes.
 
@@ -103,6 +110,8 @@ def synthetic_detection(
         batch_size: int.
         seed: int. The same seed gives the same images, boxes and shuffle.
         bounding_box_format: str. KerasCV format of the boxes ("xywh" pixels).
+        object_size: (min, max) object radius as a fraction of half the image
+            side (default 0.12..0.3: objects of 15..38 px at 128 px).
 
     Example:
 
@@ -130,6 +139,7 @@ def synthetic_detection(
                 min_objects=min_objects,
                 split=split,
                 seed=seed,
+                object_size=object_size,
             )[:3]
     if "train" not in parts:
         raise ValueError(f"num_images must be at least 1; got {num_images}.")
@@ -189,7 +199,7 @@ def _classes(classes) -> tuple[str, ...]:
     return classes
 
 
-def _render(classes, rng, size, min_objects, max_objects):
+def _render(classes, rng, size, min_objects, max_objects, object_size):
     """One image: background, grey clutter, then non-overlapping coloured objects."""
     image = shapes._background(rng, size)
     for _ in range(rng.integers(0, 4)):
@@ -208,7 +218,7 @@ def _render(classes, rng, size, min_objects, max_objects):
         label = int(rng.integers(len(classes)))
         colour_name, shape = classes[label].split("_", 1)
         for _ in range(_PLACEMENT_TRIES):
-            radius = rng.uniform(*RADIUS_RANGE)
+            radius = rng.uniform(*object_size)
             centre = rng.uniform(-(1 - radius), 1 - radius, 2)
             mask = _object_mask(shape, centre, radius, rng.uniform(-0.35, 0.35), size)
             box = _extent(mask)

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import tensorflow as tf
+from tqdm.auto import tqdm
 
 from tfx_transfer.data.images import load_resize, unusable_reason
 
@@ -54,7 +55,8 @@ def check_files(
     """
     missing = missing or {}
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
-        reasons = list(pool.map(lambda p: missing.get(p) or unusable_reason(p), paths))
+        checks = pool.map(lambda p: missing.get(p) or unusable_reason(p), paths)
+        reasons = list(tqdm(checks, total=len(paths), desc=f"Checking {source}", leave=False))
     skipped = [(path, reason) for path, reason in zip(paths, reasons) if reason]
     if skipped and strict:
         listing = "\n".join(f"  {path}: {reason}" for path, reason in skipped)

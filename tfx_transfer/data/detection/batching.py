@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import tensorflow as tf
+from tqdm.auto import tqdm
 
 from tfx_transfer.data.detection.boxes import PADDING, check_box, from_xyxy, keras_cv
 from tfx_transfer.data.images import _JPEG_END, _JPEG_START, unusable_reason
@@ -139,7 +140,9 @@ def image_shapes(paths: Sequence[str]) -> list[tuple[tuple[int, int] | None, str
         return (int(shape[0]), int(shape[1])), None
 
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
-        return list(pool.map(inspect, paths))
+        return list(
+            tqdm(pool.map(inspect, paths), total=len(paths), desc="Checking images", leave=False)
+        )
 
 
 def split_images(

@@ -12,11 +12,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from tfx_transfer.report import Report, fmt
 
 PADDING = -1
 DECIMALS = 10
@@ -25,7 +26,7 @@ EVALUATION_CONFIDENCE = 0.05  # lowest detection score an evaluation counts
 
 
 @dataclasses.dataclass
-class DetectionReport:
+class DetectionReport(Report):
     """What `tt.coco_map` measured. Print it for a table; `to_json()` for a file.
 
     Attributes:
@@ -63,42 +64,26 @@ class DetectionReport:
     reference_old_map50: float | None = None
     old_map_change: float | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    SUMMARY_KEYS = (
+        "num_images",
+        "num_ground_truth",
+        "num_predictions",
+        "map",
+        "map50",
+        "old_map",
+        "new_map",
+        "old_map50",
+        "new_map50",
+        "reference_old_map",
+        "reference_old_map50",
+        "old_map_change",
+    )
 
-    def to_json(self, **kwargs: Any) -> str:
-        return json.dumps(self.to_dict(), **kwargs)
-
-    def summary(self) -> dict[str, float | int | None]:
-        """The headline numbers, without per-class details."""
-        keys = (
-            "num_images",
-            "num_ground_truth",
-            "num_predictions",
-            "map",
-            "map50",
-            "old_map",
-            "new_map",
-            "old_map50",
-            "new_map50",
-            "reference_old_map",
-            "reference_old_map50",
-            "old_map_change",
-        )
-        return {key: getattr(self, key) for key in keys}
-
-    def table(self, per_class: bool = False) -> str:
-        rows = [(key, _fmt(value)) for key, value in self.summary().items() if value is not None]
-        if per_class:
-            rows += [
-                (f"  {name}", f"AP {_fmt(ap)}  AP50 {_fmt(self.per_class50[name])}")
-                for name, ap in self.per_class.items()
-            ]
-        width = max(len(key) for key, _ in rows)
-        return "\n".join(f"{key:<{width}}  {value}" for key, value in rows)
-
-    def __str__(self) -> str:
-        return self.table()
+    def per_class_rows(self) -> list[tuple[str, str]]:
+        return [
+            (name, f"AP {fmt(ap)}  AP50 {fmt(self.per_class50[name])}")
+            for name, ap in self.per_class.items()
+        ]
 
 
 def coco_map(
@@ -488,9 +473,3 @@ def _old_count(old_classes, names: list[str]) -> int | None:
             f"classes start with {names[:5]}..."
         )
     return len(given)
-
-
-def _fmt(value) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.4f}" if isinstance(value, float) else str(value)

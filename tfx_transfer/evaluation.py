@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,10 +11,11 @@ import numpy as np
 
 from tfx_transfer.detection_metrics import DetectionReport, evaluate_detector, is_detection_data
 from tfx_transfer.metadata import class_info
+from tfx_transfer.report import Report
 
 
 @dataclasses.dataclass
-class EvaluationReport:
+class EvaluationReport(Report):
     """What `tt.evaluate` measured. Print it for a table; `to_json()` for a file.
 
     Attributes:
@@ -45,37 +45,21 @@ class EvaluationReport:
     reference_old_accuracy: float | None = None
     old_accuracy_change: float | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    SUMMARY_KEYS = (
+        "num_images",
+        "top1",
+        "top5",
+        "old_accuracy",
+        "new_accuracy",
+        "reference_old_accuracy",
+        "old_accuracy_change",
+    )
 
-    def to_json(self, **kwargs: Any) -> str:
-        return json.dumps(self.to_dict(), **kwargs)
-
-    def summary(self) -> dict[str, float | int | None]:
-        """The headline numbers, without per-class details."""
-        keys = (
-            "num_images",
-            "top1",
-            "top5",
-            "old_accuracy",
-            "new_accuracy",
-            "reference_old_accuracy",
-            "old_accuracy_change",
-        )
-        return {key: getattr(self, key) for key in keys}
-
-    def table(self, per_class: bool = False) -> str:
-        rows = [(key, _fmt(value)) for key, value in self.summary().items() if value is not None]
-        if per_class:
-            rows += [
-                (f"  {name}", f"P {v['precision']:.3f}  R {v['recall']:.3f}  n {v['support']}")
-                for name, v in self.per_class.items()
-            ]
-        width = max(len(key) for key, _ in rows)
-        return "\n".join(f"{key:<{width}}  {value}" for key, value in rows)
-
-    def __str__(self) -> str:
-        return self.table()
+    def per_class_rows(self) -> list[tuple[str, str]]:
+        return [
+            (name, f"P {v['precision']:.3f}  R {v['recall']:.3f}  n {v['support']}")
+            for name, v in self.per_class.items()
+        ]
 
 
 def evaluate(
@@ -200,8 +184,3 @@ def _per_class(confusion: np.ndarray, names) -> dict[str, dict[str, float]]:
 
 def _mean(values: np.ndarray) -> float | None:
     return float(np.mean(values)) if values.size else None
-
-
-def _fmt(value) -> str:
-    """Floats with 4 decimals (negative ones keep their sign), others as they are."""
-    return f"{value:.4f}" if isinstance(value, float) else str(value)

@@ -37,6 +37,35 @@ class _TransferDetector:
 
     arch: str = ""
     logits_activation: str | None = None  # activation of the raw class output
+    default_losses: tuple[str, str] = ("", "")  # KerasCV's (box_loss, classification_loss)
+
+    def __init__(
+        self,
+        backbone,
+        num_classes,
+        bounding_box_format,
+        *,
+        class_metadata=None,
+        frozen_channels=None,
+        frozen_layers=None,
+        **kwargs,
+    ):
+        super().__init__(backbone, num_classes, bounding_box_format, **kwargs)
+        self._setup_transfer(class_metadata, frozen_channels, frozen_layers)
+
+    def compile(self, box_loss=None, classification_loss=None, **kwargs):
+        """KerasCV's `compile` with its default losses (RetinaNet: "smoothl1" and
+        "focal"; YOLOv8: "ciou" and "binary_crossentropy") and no XLA."""
+        kwargs.setdefault("jit_compile", False)
+        losses = {
+            "box_loss": box_loss or self.default_losses[0],
+            "classification_loss": classification_loss or self.default_losses[1],
+        }
+        super().compile(**losses, **kwargs)
+        self._remember_compile(**losses, **kwargs)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), **self._transfer_config()}
 
     def _setup_transfer(self, class_metadata, frozen_channels, frozen_layers) -> None:
         if isinstance(class_metadata, Mapping):
@@ -152,35 +181,13 @@ class TransferRetinaNet(_TransferDetector, keras_cv.models.RetinaNet):
 
     arch = "retinanet"
     logits_activation = None
-
-    def __init__(
-        self,
-        backbone,
-        num_classes,
-        bounding_box_format,
-        *,
-        class_metadata=None,
-        frozen_channels=None,
-        frozen_layers=None,
-        **kwargs,
-    ):
-        super().__init__(backbone, num_classes, bounding_box_format, **kwargs)
-        self._setup_transfer(class_metadata, frozen_channels, frozen_layers)
+    default_losses = ("smoothl1", "focal")
 
     def call(self, inputs, training=None, mask=None, **kwargs):
         # KerasCV's graph input is {"images": ...}; accept a bare batch of images too.
         if not isinstance(inputs, dict):
             inputs = {"images": inputs}
         return super().call(inputs, training=training, mask=mask, **kwargs)
-
-    def compile(self, box_loss="smoothl1", classification_loss="focal", **kwargs):
-        """KerasCV's `compile` with its default losses ("smoothl1", "focal") and no XLA."""
-        kwargs.setdefault("jit_compile", False)
-        super().compile(box_loss=box_loss, classification_loss=classification_loss, **kwargs)
-        self._remember_compile(box_loss=box_loss, classification_loss=classification_loss, **kwargs)
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), **self._transfer_config()}
 
 
 @keras.saving.register_keras_serializable(package="tfx_transfer")
@@ -209,29 +216,7 @@ class TransferYOLOV8Detector(_TransferDetector, keras_cv.models.YOLOV8Detector):
 
     arch = "yolov8"
     logits_activation = "sigmoid"
-
-    def __init__(
-        self,
-        backbone,
-        num_classes,
-        bounding_box_format,
-        *,
-        class_metadata=None,
-        frozen_channels=None,
-        frozen_layers=None,
-        **kwargs,
-    ):
-        super().__init__(backbone, num_classes, bounding_box_format, **kwargs)
-        self._setup_transfer(class_metadata, frozen_channels, frozen_layers)
-
-    def compile(self, box_loss="ciou", classification_loss="binary_crossentropy", **kwargs):
-        """KerasCV's `compile` with its default losses ("ciou", "binary_crossentropy"), no XLA."""
-        kwargs.setdefault("jit_compile", False)
-        super().compile(box_loss=box_loss, classification_loss=classification_loss, **kwargs)
-        self._remember_compile(box_loss=box_loss, classification_loss=classification_loss, **kwargs)
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), **self._transfer_config()}
+    default_losses = ("ciou", "binary_crossentropy")
 
 
 DETECTOR_CLASSES = {"retinanet": TransferRetinaNet, "yolov8": TransferYOLOV8Detector}

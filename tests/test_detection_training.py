@@ -1,6 +1,10 @@
 """tt.fine_tune and set_trainable on detectors: stages, the classifier part,
 old/new mAP after each stage of an expanded detector, refused options."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -72,3 +76,19 @@ def test_classifier_only_options_are_refused_for_detectors(stage, message):
 def test_pixel_only_augmentation_is_refused_for_detectors():
     with pytest.raises(ValueError, match="moves pixels but not boxes.*augment_detection"):
         tt.fine_tune(detector("yolov8"), data(images=2), augmentation={"flip": 1}, verbose=0)
+
+
+@pytest.mark.slow
+def test_detection_example_runs_with_tiny_settings(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "examples" / "detection_90_to_92.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--tiny"],
+        capture_output=True, text=True, timeout=900, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| 92 classes")]
+    old_map50, new_map50, old_map = (float(cell) for cell in rows[0].split("|")[2:5])
+    assert all(0.0 <= value <= 1.0 for value in (old_map50, new_map50, old_map))
+    exported = result.stdout.split("SavedModel with decoding and NMS: ")[1].split()[0]
+    labels = (Path(exported) / "assets" / "labels.txt").read_text().split()
+    assert len(labels) == 92 and labels[-2:] == ["blue_crescent", "red_arrow"]

@@ -32,7 +32,7 @@ TINY_SETTING = 'os.environ.get("TFX_TRANSFER_TINY") == "1"'
 # A string literal holding an absolute or home-relative path, in a code cell.
 ABSOLUTE_PATH_LITERAL = re.compile(r"""(?<![\w.])[rbf]?["'](?:/|~|[A-Za-z]:[\\/])""")
 # Paths of a particular machine, anywhere in the file (cells and metadata).
-MACHINE_PATH = re.compile(r"/home/|/Users/|/root/|/work/|/tmp/|/content/|[A-Za-z]:\\\\")
+MACHINE_PATH = re.compile(r"/home/|/Users/|/root/|/tmp/|/content/|[A-Za-z]:\\\\")
 CELL_TIMEOUT_S = 600
 
 # What each notebook must print with tiny settings: (regular expression over its

@@ -22,7 +22,7 @@ from tfx_transfer.report import Report, fmt
 PADDING = -1
 DECIMALS = 10
 SCORE_KEYS = ("confidence", "scores")
-EVALUATION_CONFIDENCE = 0.05  # lowest detection score an evaluation counts
+EVALUATION_CONFIDENCE = 0.001  # lowest detection score an evaluation counts (as YOLO val)
 
 
 @dataclasses.dataclass
@@ -231,9 +231,9 @@ def evaluate_detector(
 ) -> DetectionReport:
     """COCO mAP of a detector on `data`, old and new classes apart after an expansion.
 
-    Detections are scored down to `confidence_threshold` (0.05, as COCO
-    evaluations usually do; KerasCV's decoders keep only scores above 0.5
-    (RetinaNet) or 0.2 (YOLOv8), which hides recall); None keeps the model's.
+    Detections are scored down to `confidence_threshold` (0.001, as YOLO's
+    validation does; KerasCV's decoders keep only scores above 0.5 (RetinaNet)
+    or 0.2 (YOLOv8), which hides recall); None keeps the model's.
 
     `tt.evaluate` calls it for detection data. The old classes default to the
     count before the model's last expansion, or the reference model's classes;

@@ -26,7 +26,14 @@ from typing import Any
 import numpy as np
 
 # Keys that `tt.fine_tune` adds once per stage (from `tt.evaluate`), not once per epoch.
-EVALUATION_KEYS = ("old_accuracy", "new_accuracy", "old_accuracy_change")
+EVALUATION_KEYS = (
+    "old_accuracy",
+    "new_accuracy",
+    "old_accuracy_change",
+    "old_map",
+    "new_map",
+    "old_map_change",
+)
 DPI = 100
 TRAIN_COLOR, VAL_COLOR = "tab:blue", "tab:orange"
 OLD_COLOR, NEW_COLOR = "tab:blue", "tab:orange"

@@ -21,7 +21,7 @@ test-quick: $(INSTALLED)  ## the fast tests only
 	$(VENV)/bin/python -m pytest -m "not slow"
 
 lint: $(INSTALLED)
-	$(VENV)/bin/ruff check tfx_transfer tests scripts
+	$(VENV)/bin/ruff check tfx_transfer tests scripts examples
 
-base-model: $(INSTALLED)  ## retrain the shipped base model (~20 min on 2 cores)
+base-model: $(INSTALLED)  ## retrain the shipped base model (~4 min on 2 cores)
 	$(VENV)/bin/python scripts/train_base_model.py

@@ -128,7 +128,8 @@ def fine_tune(
             if stage_validation is not None:
                 stage_validation = cache_features(extractor, stage_validation)
         elif config.augmentation:
-            trained = _with_augmentation(model, config.augmentation, config.seed)
+            with strategy.scope():  # the layers' random state is a variable
+                trained = _with_augmentation(model, config.augmentation, config.seed + number)
         set_head_l2(model, stage.head_l2)
         steps = _steps_per_epoch(stage_train)
         with strategy.scope():

@@ -36,6 +36,7 @@ export:
 run:
   root: runs
   name: tiny
+  lr_find: true
 """
 
 
@@ -70,7 +71,8 @@ def test_train_writes_the_run_directory_and_exports(tmp_path):
     assert report["summary"]["num_images"] == 6 and 0 <= report["summary"]["top1"] <= 1
     rows = (run / "history.csv").read_text().splitlines()
     assert rows[0].startswith("stage,epoch") and [r[0] for r in rows[1:]] == ["1", "2"]
-    for name in ("history", "confusion", "per_class"):
+    assert report["extra"]["lr_find_suggestion"] > 0
+    for name in ("history", "confusion", "per_class", "lr_find"):
         assert (run / "plots" / f"{name}.png").read_bytes()[:8] == PNG
     assert (run / "checkpoints" / "best.keras").is_file()
     assert list((run / "logs" / "train").iterdir())  # TensorBoard events

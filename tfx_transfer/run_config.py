@@ -154,10 +154,17 @@ class ExportConfig:
 
 @dataclasses.dataclass(frozen=True)
 class RunSection:
-    """The run directory: `root/name/` (name default: a timestamp)."""
+    """The run directory: `root/name/` (name default: a timestamp).
+
+    Args:
+        root, name: str. Where the run directory goes.
+        lr_find: bool. Before training, run the learning-rate range test
+            (classifiers) and save its curve as `plots/lr_find.png`.
+    """
 
     root: str = "runs"
     name: str | None = None
+    lr_find: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,6 +184,10 @@ class RunConfig:
             raise ValueError(
                 f"data.source={self.data.source!r} is {kind} data but model.detector is "
                 f"{self.model.detector!r}"
+            )
+        if self.run.lr_find and self.data.detection:
+            raise ValueError(
+                "run.lr_find=true is for classifiers; a detector trains its own losses"
             )
         if self.expand is not None and self.model.load is None:
             raise ValueError("expand needs model.load (a trained model to add classes to)")

@@ -35,11 +35,15 @@ from tfx_transfer.data.tfds_source import tfds
 from tfx_transfer.evaluation import evaluate
 from tfx_transfer.export import export_saved_model
 from tfx_transfer.metadata import class_info
+from tfx_transfer.plots import plot_lr_find
 from tfx_transfer.run_config import DataConfig, ModelConfig, RunConfig
 from tfx_transfer.run_dir import RunDirectory
 from tfx_transfer.saving import load_model
 from tfx_transfer.surgery import expand_classes, merge_frozen
 from tfx_transfer.training.fine_tune import fine_tune
+from tfx_transfer.training.lr_find import lr_find
+
+LR_FIND_STEPS = 50
 
 
 def run_training(config: RunConfig, *, verbose: Any = "auto") -> dict[str, Any]:
@@ -61,6 +65,11 @@ def run_training(config: RunConfig, *, verbose: Any = "auto") -> dict[str, Any]:
         teacher = original if config.expand.teacher else None
     if not config.data.detection:
         data = align_labels(data, class_info(model).class_names)
+    suggestion = None
+    if config.run.lr_find:
+        curve = lr_find(model, data.train, steps=LR_FIND_STEPS)  # restores the weights
+        plot_lr_find(curve, run.plots_dir / "lr_find.png")
+        suggestion = curve.suggestion
 
     fine_tune_config = config.fine_tune
     if fine_tune_config.checkpoint_dir is None:
@@ -103,6 +112,7 @@ def run_training(config: RunConfig, *, verbose: Any = "auto") -> dict[str, Any]:
         "model": str(model_path),
         "export": str(export_path) if export_path else None,
         "skipped_images": [list(entry) for entry in data.skipped],
+        "lr_find_suggestion": suggestion,
     }
     report_path = run.write_report(evaluation=report, history=history, timings=timings, extra=extra)
     return {

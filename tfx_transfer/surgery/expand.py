@@ -122,22 +122,8 @@ def expand_classes(
             return _plain_dense(old_layer, kernel.shape[1])
 
     activation = classifier.builtin_activation
-    new_metadata = metadata.replace(
-        class_names=metadata.class_names + tuple(names),
-        class_ids=metadata.class_ids
-        + tuple(range(max(metadata.class_ids) + 1, max(metadata.class_ids) + 1 + len(names))),
-        history=metadata.history
-        + (
-            {
-                "operation": "expand_classes",
-                "layer": old_layer.name,
-                "old_classes": metadata.num_classes,
-                "added": list(names),
-                "init": init if isinstance(init, str) else type(init).__name__,
-                "bias_init": bias_init,
-                "freeze_old": bool(freeze_old),
-            },
-        ),
+    new_metadata = _expanded_metadata(
+        metadata, names, init, bias_init, freeze_old, layer=old_layer.name
     )
     new_model = replace_layer(
         model,
@@ -300,24 +286,15 @@ def _expand_detector(
     old_count, total = metadata.num_classes, metadata.num_classes + len(names)
     old_bias = np.concatenate([bias for _, bias in classifier.level_weights()])
     bias_values = new_biases(bias_init, old_bias, len(names))
-    new_metadata = metadata.replace(
-        class_names=metadata.class_names + tuple(names),
-        class_ids=metadata.class_ids
-        + tuple(range(max(metadata.class_ids) + 1, max(metadata.class_ids) + 1 + len(names))),
-        history=metadata.history
-        + (
-            {
-                "operation": "expand_classes",
-                "layer": classifier.references[0],
-                "layers": list(classifier.references),
-                "layout": classifier.layout,
-                "old_classes": old_count,
-                "added": list(names),
-                "init": init if isinstance(init, str) else type(init).__name__,
-                "bias_init": bias_init,
-                "freeze_old": bool(freeze_old),
-            },
-        ),
+    new_metadata = _expanded_metadata(
+        metadata,
+        names,
+        init,
+        bias_init,
+        freeze_old,
+        layer=classifier.references[0],
+        layers=list(classifier.references),
+        layout=classifier.layout,
     )
     frozen = (
         [FrozenChannels(reference, total, old_count) for reference in classifier.references]
@@ -440,3 +417,23 @@ def _restore_detector(new_model, old_model, new: Classifier, old: Classifier) ->
     if hasattr(new_model, "refresh_frozen_snapshots"):
         new_model.refresh_frozen_snapshots()
     return new_model
+
+
+def _expanded_metadata(metadata, names, init, bias_init, freeze_old, **where: Any):
+    """The metadata after adding `names`: new ids follow the largest old id, and
+    the history records the expansion (`where`: which layer(s) grew)."""
+    first_id = max(metadata.class_ids) + 1
+    entry = {
+        "operation": "expand_classes",
+        **where,
+        "old_classes": metadata.num_classes,
+        "added": list(names),
+        "init": init if isinstance(init, str) else type(init).__name__,
+        "bias_init": bias_init,
+        "freeze_old": bool(freeze_old),
+    }
+    return metadata.replace(
+        class_names=metadata.class_names + tuple(names),
+        class_ids=metadata.class_ids + tuple(range(first_id, first_id + len(names))),
+        history=metadata.history + (entry,),
+    )

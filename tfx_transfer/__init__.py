@@ -35,8 +35,12 @@ from tfx_transfer.run_dir import RunDirectory  # noqa: E402
 from tfx_transfer.saving import load_model  # noqa: E402
 from tfx_transfer.surgery import (  # noqa: E402
     ColumnBlockDense,
+    drop_classes,
     expand_classes,
     merge_frozen,
+    merge_heads,
+    refine_classes,
+    reorder_classes,
     restore_old_classes,
 )
 from tfx_transfer.training import fine_tune, lr_find  # noqa: E402
@@ -63,6 +67,7 @@ __all__ = [
     "demo",
     "detection",
     "detection_predictions",
+    "drop_classes",
     "evaluate_detector",
     "evaluate",
     "expand_classes",
@@ -75,8 +80,11 @@ __all__ = [
     "load_model",
     "lr_find",
     "merge_frozen",
+    "merge_heads",
     "plots",
     "predict_images",
+    "refine_classes",
+    "reorder_classes",
     "restore_old_classes",
     "training",
 ]

@@ -28,31 +28,35 @@ class FrozenChannels:
     """Which output channels of one class convolution are frozen.
 
     Output channel `j` (last axis of kernel and bias) is frozen when
-    `j % period < count`: `period` is the number of classes of the layer and
-    `count` the number of old classes, so this covers plain layouts (one block
-    of classes) and anchor-major ones (anchor * period + class).
+    `j % period` is one of `classes`: `period` is the number of classes of the
+    layer, so this covers plain layouts (one block of classes) and anchor-major
+    ones (channel = anchor * period + class).
 
     Args:
         layer: str. The layer: a layer name of the model, or an attribute path
             from the model such as "classification_head.prediction_layer".
         period: int. Classes per anchor block.
-        count: int. Frozen classes at the start of each block.
+        classes: tuple of int. The frozen classes (e.g. the 90 old ones after
+            an expansion to 92, or all but the refined ones).
 
     Example:
 
-    >>> FrozenChannels("classification_head.prediction_layer", period=92, count=90)
+    >>> FrozenChannels("classification_head.prediction_layer", period=92, classes=range(90))
     """
 
     layer: str
     period: int
-    count: int
+    classes: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "classes", tuple(int(c) for c in self.classes))
 
     def get_config(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {"layer": self.layer, "period": self.period, "classes": list(self.classes)}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> FrozenChannels:
-        return cls(str(config["layer"]), int(config["period"]), int(config["count"]))
+        return cls(str(config["layer"]), int(config["period"]), tuple(config["classes"]))
 
 
 class KeepChannels(keras.constraints.Constraint):
@@ -60,13 +64,14 @@ class KeepChannels(keras.constraints.Constraint):
 
     Example:
 
-    >>> kernel.constraint = KeepChannels(snapshot, period=5, count=3)  # channels j % 5 < 3
+    >>> kernel.constraint = KeepChannels(snapshot, period=5, classes=(0, 1, 2))
     """
 
-    def __init__(self, snapshot: keras.Variable, period: int, count: int) -> None:
+    def __init__(self, snapshot: keras.Variable, period: int, classes: tuple[int, ...]) -> None:
         self.snapshot = snapshot
         channels = int(snapshot.shape[-1])
-        self.mask = [(j % period) < count for j in range(channels)]
+        frozen = set(classes)
+        self.mask = [(j % period) in frozen for j in range(channels)]
 
     def __call__(self, w):
         mask = ops.convert_to_tensor(self.mask)
@@ -78,7 +83,8 @@ class KeepChannels(keras.constraints.Constraint):
 
 
 def resolve_layer(model: keras.Model, reference: str) -> keras.layers.Layer:
-    """The layer named `reference`, or reached by the attribute path `reference`.
+    """The layer named `reference`, or reached by the attribute path `reference`
+    (whose numeric parts index lists, e.g. "classification_head.conv_layers.0").
 
     Example:
 
@@ -89,7 +95,7 @@ def resolve_layer(model: keras.Model, reference: str) -> keras.layers.Layer:
         return model.get_layer(reference)
     target: Any = model
     for part in reference.split("."):
-        target = getattr(target, part)
+        target = target[int(part)] if part.isdigit() else getattr(target, part)
     return target
 
 
@@ -101,7 +107,7 @@ def install(model: keras.Model, records: list[FrozenChannels]) -> list[keras.Var
 
     Example:
 
-    >>> install(detector, [FrozenChannels("yolo_v8_head_1_class_3_conv", 5, 3)])
+    >>> install(detector, [FrozenChannels("yolo_v8_head_1_class_3_conv", 5, (0, 1, 2))])
     """
     snapshots = []
     for index, record in enumerate(records):
@@ -115,7 +121,7 @@ def install(model: keras.Model, records: list[FrozenChannels]) -> list[keras.Var
                 dtype=variable.dtype,
             )
             snapshot.assign(variable)
-            variable.constraint = KeepChannels(snapshot, record.period, record.count)
+            variable.constraint = KeepChannels(snapshot, record.period, record.classes)
             snapshots.append(snapshot)
     return snapshots
 

@@ -104,8 +104,8 @@ class _TransferDetector:
 
         Example:
 
-        >>> tt.expand_classes(detector, 2, freeze_old=True).frozen_channels[0].count
-        3
+        >>> tt.expand_classes(detector_of_3_classes, 2, freeze_old=True).frozen_channels[0].classes
+        (0, 1, 2)
         """
         return [FrozenChannels.from_config(c) for c in self._frozen_channel_configs]
 

@@ -9,12 +9,18 @@ import keras
 import numpy as np
 
 from tfx_transfer.metadata import ClassMetadata, TransferModel, class_info
+from tfx_transfer.surgery.branch import add_class_branch
+from tfx_transfer.surgery.columns import rebuild_classifier
+from tfx_transfer.surgery.detectors import (
+    check_restorable,
+    detector_metadata,
+    rebuild_with_classes,
+    restore_detector,
+)
 from tfx_transfer.surgery.initializers import KERNEL_INITS, embed_examples, new_biases, new_columns
 from tfx_transfer.surgery.layers import ColumnBlockDense
-from tfx_transfer.surgery.locate import Classifier, locate_classifier
-from tfx_transfer.surgery.rebuild import features_before, replace_layer
-
-PROBABILITIES = "probabilities"
+from tfx_transfer.surgery.locate import BRANCHED, Classifier, locate_classifier
+from tfx_transfer.surgery.rebuild import clone_with_weights, features_before, with_metadata
 
 
 def expand_classes(
@@ -27,6 +33,7 @@ def expand_classes(
     bias_init: Any = None,
     freeze_old: bool = False,
     examples: Mapping[str, Any] | None = None,
+    separate_branch: bool = False,
 ) -> keras.Model:
     """Returns a new model with more classes; the old classes' logits are unchanged.
 
@@ -37,6 +44,8 @@ def expand_classes(
     BatchNorm statistics, class metadata) is copied; `model` is not modified.
     A classifier with a built-in activation (`Dense(90, activation="softmax")`)
     becomes a linear `predictions` layer followed by an `Activation` layer.
+    Expanding again (90 -> 92 -> 95) appends again; the model's
+    `class_info(model).history` records which classes came in which step.
 
     Args:
         model: a classifier (ours, or a functional/Sequential model ending in Dense).
@@ -49,14 +58,20 @@ def expand_classes(
         bias_init: "zeros", "mean", or a prior probability p: -log((1-p)/p).
             Defaults to "zeros", and to RetinaNet's focal-loss prior p=0.01 for
             RetinaNet detectors.
-        freeze_old: bool. Put the old columns in a frozen block that training
-            never changes (a `ColumnBlockDense`; `tt.merge_frozen` folds it back
-            into a plain Dense for export). Detectors keep their plain class
-            convs and hold the old channels fixed by a variable constraint that
-            writes them back after every optimizer update (works with `fit`,
-            any optimizer, and survives saving).
+        freeze_old: bool. Put all old columns (those of earlier expansions too)
+            in frozen blocks that training never changes (a `ColumnBlockDense`;
+            `tt.merge_frozen` folds it back into a plain Dense for export).
+            Detectors keep their plain class convs and hold the old channels
+            fixed by a variable constraint that writes them back after every
+            optimizer update (works with `fit`, any optimizer, and survives saving).
         examples: mapping new class name -> a few images (uint8 arrays or
             paths), needed by `init="imprint"` (classifiers only).
+        separate_branch: bool. Give the new classes their own copy of the hidden
+            layers before the classification layer (initialised from them) and
+            a fresh classification layer; the old hidden layers and classes are
+            frozen, so the features the old classes use cannot move (classifiers
+            with at least one hidden Dense layer). The outputs are concatenated
+            in a `class_logits` layer.
 
     Detectors (`tt.build_detector`) are rebuilt with N + k classes: every
     weight that keeps its shape is copied, the old classes' channels of the
@@ -79,7 +94,13 @@ def expand_classes(
     classifier = locate_classifier(model, layer)
     if bias_init is None:
         bias_init = classifier.default_bias
+    if init not in KERNEL_INITS and not isinstance(init, keras.initializers.Initializer):
+        keras.initializers.get(init)  # raises a clear error for unknown names
     if classifier.is_detector:
+        if separate_branch:
+            raise ValueError(
+                "separate_branch=True applies to classifiers; detectors grow their class convs."
+            )
         return _expand_detector(
             model,
             classifier,
@@ -92,50 +113,39 @@ def expand_classes(
         )
     metadata = _metadata_of(model, classifier)
     names = _new_names(metadata, num_new_classes, new_class_names)
-    if init not in KERNEL_INITS and not isinstance(init, keras.initializers.Initializer):
-        keras.initializers.get(init)  # raises a clear error for unknown names
     if init == "imprint" and not examples:
         raise ValueError('init="imprint" needs examples={new class name: [images, ...]}.')
-
-    old_kernel, old_bias = classifier.kernel_and_bias()
+    # Class branches: the new columns go to the last branch.
+    target = classifier
+    if classifier.layout == BRANCHED:
+        target = locate_classifier(model, classifier.layer.name)
+    old_kernel, old_bias = target.kernel_and_bias()
     embeddings = None
     if init == "imprint":
-        embedder = features_before(model, classifier.layer.name)
+        embedder = features_before(model, target.layer.name)
         embeddings = embed_examples(embedder, examples, names)
-    kernel = np.concatenate(
-        [old_kernel, new_columns(init, old_kernel, len(names), embeddings=embeddings)], axis=1
-    )
-    bias = np.concatenate([old_bias, new_biases(bias_init, old_bias, len(names))])
+    added_kernel = new_columns(init, old_kernel, len(names), embeddings=embeddings)
+    added_bias = new_biases(bias_init, old_bias, len(names))
+    if separate_branch:
+        branch_metadata = _expanded_metadata(
+            metadata, names, init, bias_init, True, layer=target.layer.name, separate_branch=True
+        )
+        return add_class_branch(model, classifier, added_kernel, added_bias, branch_metadata)
 
-    old_layer = classifier.layer
-    if freeze_old:
-        block_units = [*_blocks_of(old_layer), len(names)]
-        trainable = [False] * (len(block_units) - 1) + [True]
-
-        def make_layer(_):
-            return ColumnBlockDense(
-                block_units, trainable, name=old_layer.name, dtype=old_layer.dtype_policy
-            )
-    else:
-
-        def make_layer(_):
-            return _plain_dense(old_layer, kernel.shape[1])
-
-    activation = classifier.builtin_activation
-    new_metadata = _expanded_metadata(
-        metadata, names, init, bias_init, freeze_old, layer=old_layer.name
-    )
-    new_model = replace_layer(
-        model,
-        old_layer.name,
-        make_layer,
-        new_metadata,
-        append=(lambda: keras.layers.Activation(activation, name=PROBABILITIES))
-        if activation
-        else None,
-    )
-    locate_classifier(new_model, old_layer.name).assign(kernel, bias)
-    return new_model
+    name = target.layer.name
+    trainable = [not freeze_old] * len(old_bias) + [True] * len(names)
+    columns = {
+        name: (
+            np.concatenate([old_kernel, added_kernel], axis=1),
+            np.concatenate([old_bias, added_bias]),
+            trainable,
+        )
+    }
+    if freeze_old and classifier.layout == BRANCHED:  # every earlier branch is frozen too
+        for branch, (kernel, bias) in zip(classifier.layers[:-1], classifier.level_weights()):
+            columns[branch.name] = (kernel, bias, [False] * len(bias))
+    new_metadata = _expanded_metadata(metadata, names, init, bias_init, freeze_old, layer=name)
+    return rebuild_classifier(model, target, columns, new_metadata)
 
 
 def restore_old_classes(
@@ -155,7 +165,9 @@ def restore_old_classes(
     new = locate_classifier(new_model, layer)
     old = locate_classifier(old_model, layer)
     if new.is_detector or old.is_detector:
-        return _restore_detector(new_model, old_model, new, old)
+        check_restorable(new_model, old_model, new, old)
+        _check_label_maps(new_model, old_model)
+        return restore_detector(new_model, old_model, new, old)
     new_kernel, new_bias = new.kernel_and_bias()
     old_kernel, old_bias = old.kernel_and_bias()
     if new_kernel.shape[0] != old_kernel.shape[0] or new_kernel.shape[1] < old_kernel.shape[1]:
@@ -171,36 +183,34 @@ def restore_old_classes(
 
 
 def merge_frozen(model: keras.Model) -> TransferModel:
-    """Folds a `ColumnBlockDense` classifier into one plain `Dense` with the same name.
+    """Folds every `ColumnBlockDense` layer into one plain `Dense` with the same name.
 
     The result computes the same outputs and is what export and plain Keras
     tooling expect. Models without column blocks are copied unchanged. A
     detector is copied without frozen channels (nor their snapshot weights).
+
+    Example:
+
+    >>> merged = tt.merge_frozen(tt.expand_classes(base, 2, freeze_old=True))
+    >>> type(merged.get_layer("predictions")).__name__
+    'Dense'
     """
     classifier = locate_classifier(model)
     if classifier.is_detector:
-        from tfx_transfer.detection import rebuild_detector
+        metadata = detector_metadata(model, classifier)
+        return rebuild_with_classes(model, classifier, metadata, range(classifier.num_classes))
+    blocks = {layer.name: layer for layer in model.layers if isinstance(layer, ColumnBlockDense)}
 
-        merged = rebuild_detector(model, class_metadata=_detector_metadata(model, classifier))
-        _copy_detector_weights(model, merged, classifier, locate_classifier(merged))
-        return merged
-    kernel, bias = classifier.kernel_and_bias()
-    layer = classifier.layer
-    merged = replace_layer(
-        model, layer.name, lambda _: _plain_dense(layer, kernel.shape[1]), class_info(model)
-    )
-    locate_classifier(merged, layer.name).assign(kernel, bias)
-    return merged
+    def make_dense(old: ColumnBlockDense) -> keras.layers.Dense:
+        return keras.layers.Dense(
+            old.units, activation=old.activation, name=old.name, dtype=old.dtype_policy
+        )
 
-
-def _plain_dense(layer: keras.layers.Layer, units: int) -> keras.layers.Dense:
-    return keras.layers.Dense(
-        units, name=layer.name, trainable=layer.trainable, dtype=layer.dtype_policy
-    )
-
-
-def _blocks_of(layer: keras.layers.Layer) -> list[int]:
-    return list(layer.block_units) if isinstance(layer, ColumnBlockDense) else [int(layer.units)]
+    merged = clone_with_weights(model, {name: make_dense for name in blocks})
+    for name, layer in blocks.items():
+        kernel, bias = layer.full_kernel_and_bias()
+        merged.get_layer(name).set_weights([kernel, bias])
+    return with_metadata(merged.inputs[0], merged.outputs[0], class_info(model), name=model.name)
 
 
 def _metadata_of(model: keras.Model, classifier: Classifier) -> ClassMetadata:
@@ -253,39 +263,22 @@ def _check_label_maps(new_model: keras.Model, old_model: keras.Model) -> None:
 def _names_of(model: keras.Model) -> tuple[str, ...]:
     classifier = locate_classifier(model)
     if classifier.is_detector:
-        return _detector_metadata(model, classifier).class_names
+        return detector_metadata(model, classifier).class_names
     return class_info(model).class_names
-
-
-# --- Detectors: rebuilt with more classes; weights copied by layout (see locate.py) ---------
-
-
-def _detector_metadata(model: keras.Model, classifier: Classifier) -> ClassMetadata:
-    """Our detectors carry metadata; other KerasCV detectors get default names."""
-    metadata = getattr(model, "class_metadata", None)
-    if isinstance(metadata, ClassMetadata):
-        return metadata
-    names = ClassMetadata.default(classifier.num_classes).class_names
-    return ClassMetadata(names, activation=classifier.output_activation, multi_label=True)
 
 
 def _expand_detector(
     model, classifier, count, new_class_names, init, bias_init, freeze_old, examples
 ) -> keras.Model:
-    from tfx_transfer.detection import FrozenChannels, rebuild_detector
-
     if init == "imprint" or examples:
         raise ValueError(
             'init="imprint" (and examples=) apply to classifiers; for detectors use '
             '"glorot_uniform" (or another Keras initializer), "zeros" or "mean".'
         )
-    if init not in KERNEL_INITS and not isinstance(init, keras.initializers.Initializer):
-        keras.initializers.get(init)  # raises a clear error for unknown names
-    metadata = _detector_metadata(model, classifier)
+    metadata = detector_metadata(model, classifier)
     names = _new_names(metadata, count, new_class_names)
-    old_count, total = metadata.num_classes, metadata.num_classes + len(names)
+    old_count = metadata.num_classes
     old_bias = np.concatenate([bias for _, bias in classifier.level_weights()])
-    bias_values = new_biases(bias_init, old_bias, len(names))
     new_metadata = _expanded_metadata(
         metadata,
         names,
@@ -296,127 +289,15 @@ def _expand_detector(
         layers=list(classifier.references),
         layout=classifier.layout,
     )
-    frozen = (
-        [FrozenChannels(reference, total, old_count) for reference in classifier.references]
-        if freeze_old
-        else []
-    )
-    new_model = rebuild_detector(model, class_metadata=new_metadata, frozen_channels=frozen)
-    _copy_detector_weights(
+    return rebuild_with_classes(
         model,
-        new_model,
         classifier,
-        locate_classifier(new_model),
+        new_metadata,
+        [*range(old_count), *[None] * len(names)],
+        frozen_classes=range(old_count) if freeze_old else (),
         init=init,
-        bias_values=bias_values,
+        bias_values=new_biases(bias_init, old_bias, len(names)),
     )
-    return new_model
-
-
-def _copy_detector_weights(old_model, new_model, old, new, *, init=None, bias_values=None) -> None:
-    """Copies every weight of `old_model` into the rebuilt `new_model`.
-
-    Weights that keep their shape are copied as they are; the class convs get
-    the old classes' channels at their new places and `init`/`bias_values` for
-    the added classes; other grown weights (YOLOv8's widened inner class convs)
-    get their old slice, with zero weights from new input channels to old
-    output channels. Frozen-channel snapshots are taken afterwards.
-    """
-    class_variables = {id(v) for layer in old.layers for v in layer.weights}
-    old_layers, new_layers = old_model.layers, new_model.layers
-    if [type(a) for a in old_layers] != [type(b) for b in new_layers]:
-        raise ValueError(
-            f"The rebuilt detector's layers do not match {old_model.name!r}'s; cannot copy weights."
-        )
-    for old_layer, new_layer in zip(old_layers, new_layers):
-        if len(old_layer.weights) != len(new_layer.weights):
-            raise ValueError(
-                f"Layer {old_layer.name!r} has {len(old_layer.weights)} weights but its rebuilt "
-                f"copy {new_layer.name!r} has {len(new_layer.weights)}; cannot copy weights."
-            )
-        for o, n in zip(old_layer.weights, new_layer.weights):
-            if id(o) in class_variables:
-                continue
-            value = keras.ops.convert_to_numpy(o)
-            if tuple(o.shape) != tuple(n.shape):
-                value = _grown(value, keras.ops.convert_to_numpy(n), o.path)
-            n.assign(value)
-    classes = range(old.num_classes)
-    old_channels, new_channels = old.channels(classes), new.channels(classes)
-    added = new.channels(range(old.num_classes, new.num_classes))
-    weights = []
-    for (old_kernel, old_bias), layer in zip(old.level_weights(), new.layers):
-        kernel = _initial_kernel(init, tuple(layer.kernel.shape), old_kernel.dtype)
-        bias = np.zeros(tuple(layer.bias.shape), old_bias.dtype)
-        inputs = old_kernel.shape[-2]
-        kernel[..., new_channels] = 0
-        kernel[..., :inputs, new_channels] = old_kernel[..., old_channels]
-        bias[new_channels] = old_bias[old_channels]
-        if len(added):
-            if init == "mean":  # each anchor's new classes: the mean of its old classes
-                per_anchor = kernel[..., new_channels].reshape(
-                    *kernel.shape[:-1], new.anchors, old.num_classes
-                )
-                kernel[..., added] = np.repeat(
-                    per_anchor.mean(axis=-1, keepdims=True), len(added) // new.anchors, axis=-1
-                ).reshape(*kernel.shape[:-1], -1)
-            bias[added] = np.tile(bias_values, new.anchors)
-        weights.append((kernel, bias))
-    new.assign_levels(weights)
-    new_model.refresh_frozen_snapshots()
-
-
-def _initial_kernel(init, shape: tuple[int, ...], dtype) -> np.ndarray:
-    if init in (None, "zeros", "mean"):
-        return np.zeros(shape, dtype)
-    return keras.ops.convert_to_numpy(keras.initializers.get(init)(shape)).astype(dtype)
-
-
-def _grown(old: np.ndarray, fresh: np.ndarray, path: str) -> np.ndarray:
-    """`fresh` with `old` in its leading corner; the new input channels of a conv
-    kernel do not feed its old output channels."""
-    if old.ndim != fresh.ndim or any(a > b for a, b in zip(old.shape, fresh.shape)):
-        raise ValueError(
-            f"Cannot grow weight {path!r} from {old.shape} to {fresh.shape} while adding classes."
-        )
-    value = fresh.copy()
-    if old.ndim == 4:
-        value[:, :, old.shape[2] :, : old.shape[3]] = 0
-    value[tuple(slice(0, size) for size in old.shape)] = old
-    return value
-
-
-def _restore_detector(new_model, old_model, new: Classifier, old: Classifier) -> keras.Model:
-    if (new.layout, new.anchors, len(new.layers)) != (old.layout, old.anchors, len(old.layers)):
-        raise ValueError(
-            f"{new_model.name!r} ({new.layout}, {len(new.layers)} class layers) and "
-            f"{old_model.name!r} ({old.layout}, {len(old.layers)} class layers) are not the same "
-            "kind of detector; restore_old_classes needs an expansion of the old detector."
-        )
-    if new.num_classes < old.num_classes:
-        raise ValueError(
-            f"{new_model.name!r} has {new.num_classes} classes, fewer than the "
-            f"{old.num_classes} of {old_model.name!r}."
-        )
-    _check_label_maps(new_model, old_model)
-    classes = range(old.num_classes)
-    old_channels, new_channels = old.channels(classes), new.channels(classes)
-    weights = []
-    for (old_kernel, old_bias), (kernel, bias) in zip(old.level_weights(), new.level_weights()):
-        inputs = old_kernel.shape[-2]
-        if kernel.shape[:-2] != old_kernel.shape[:-2] or kernel.shape[-2] < inputs:
-            raise ValueError(
-                f"Class kernel {kernel.shape} of {new_model.name!r} cannot hold the "
-                f"{old_kernel.shape} kernel of {old_model.name!r}."
-            )
-        kernel[..., new_channels] = 0
-        kernel[..., :inputs, new_channels] = old_kernel[..., old_channels]
-        bias[new_channels] = old_bias[old_channels]
-        weights.append((kernel, bias))
-    new.assign_levels(weights)
-    if hasattr(new_model, "refresh_frozen_snapshots"):
-        new_model.refresh_frozen_snapshots()
-    return new_model
 
 
 def _expanded_metadata(metadata, names, init, bias_init, freeze_old, **where: Any):

@@ -15,15 +15,17 @@ class ColumnBlockDense(keras.layers.Layer):
     """A linear layer whose output columns come in blocks, each trainable or frozen.
 
     Block `i` has its own kernel `kernel_i` (input_dim x block_units[i]) and bias
-    `bias_i`; the output is the concatenation of the blocks' outputs, so a
-    frozen block's logits are computed exactly as before, whatever the other
-    blocks do. `expand_classes(freeze_old=True)` puts the original classes in a
+    `bias_i`; the layer computes `inputs @ [kernel_0 kernel_1 ...] + [bias_0 ...]`,
+    so gradients reach only the trainable blocks and a frozen block's logits
+    are computed exactly as a plain Dense computes them. `expand_classes(freeze_old=True)` puts the original classes in a
     frozen block 0 and the new classes in a trainable block 1;
     `tt.merge_frozen` folds the blocks back into one plain `Dense`.
 
     Args:
         block_units: sequence of int. Output columns of each block.
         trainable_blocks: sequence of bool. Whether each block trains.
+        activation: an activation applied to the output (a frozen hidden
+            layer of a class branch keeps its ReLU); None for logits.
 
     Example:
 
@@ -38,6 +40,7 @@ class ColumnBlockDense(keras.layers.Layer):
         trainable_blocks: Sequence[bool],
         kernel_initializer: Any = "glorot_uniform",
         bias_initializer: Any = "zeros",
+        activation: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -50,6 +53,7 @@ class ColumnBlockDense(keras.layers.Layer):
         self.trainable_blocks = [bool(t) for t in trainable_blocks]
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.activation = keras.activations.get(activation)
         self.kernels: list[keras.Variable] = []
         self.biases: list[keras.Variable] = []
 
@@ -78,11 +82,23 @@ class ColumnBlockDense(keras.layers.Layer):
             )
 
     def call(self, inputs):
-        blocks = [ops.matmul(inputs, k) + b for k, b in zip(self.kernels, self.biases)]
-        return blocks[0] if len(blocks) == 1 else ops.concatenate(blocks, axis=-1)
+        # One matmul with the joined kernel: each column is computed exactly as a
+        # plain Dense with the same kernel computes it, whatever the blocks.
+        kernel, bias = self.kernels[0], self.biases[0]
+        if len(self.kernels) > 1:
+            kernel = ops.concatenate(self.kernels, axis=1)
+            bias = ops.concatenate(self.biases, axis=0)
+        return self.activation(ops.matmul(inputs, kernel) + bias)
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.units)
+
+    @property
+    def trainable_columns(self) -> list[bool]:
+        """Whether each output column trains, in column order."""
+        return [
+            t for units, t in zip(self.block_units, self.trainable_blocks) for _ in range(units)
+        ]
 
     def full_kernel_and_bias(self) -> tuple[np.ndarray, np.ndarray]:
         """The kernel (input_dim x units) and bias (units,) of all blocks, in column order."""
@@ -104,4 +120,24 @@ class ColumnBlockDense(keras.layers.Layer):
             "trainable_blocks": self.trainable_blocks,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+            "activation": keras.activations.serialize(self.activation),
         }
+
+    @classmethod
+    def from_trainable_columns(
+        cls, trainable_columns: Sequence[bool], **kwargs: Any
+    ) -> ColumnBlockDense:
+        """A layer with one block per run of equally trainable columns.
+
+        >>> ColumnBlockDense.from_trainable_columns([False, False, True, False]).block_units
+        [2, 1, 1]
+        """
+        units: list[int] = []
+        trainable: list[bool] = []
+        for flag in trainable_columns:
+            if trainable and trainable[-1] == bool(flag):
+                units[-1] += 1
+            else:
+                units.append(1)
+                trainable.append(bool(flag))
+        return cls(units, trainable, **kwargs)

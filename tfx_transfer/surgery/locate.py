@@ -14,6 +14,11 @@ Detectors (KerasCV's, usually built by `tt.build_detector`):
   output channels, channel = anchor * num_classes + class (9 anchors). Logits.
 - YOLOv8 ("per_level"): one 1x1 conv per pyramid level,
   `yolo_v8_head_{1,2,3}_class_3_conv`, channel = class; a sigmoid follows.
+
+Classifiers with class branches ("branched": `expand_classes(...,
+separate_branch=True)`, `tt.merge_heads`) concatenate the logits of several
+Dense layers in a `Concatenate` layer named `class_logits`; the columns are
+the branches' columns in order.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from tfx_transfer.surgery.layers import ColumnBlockDense
 
 CLASSIFIER_LAYERS = (keras.layers.Dense, ColumnBlockDense)
 ACTIVATION_LAYERS = (keras.layers.Activation, keras.layers.Softmax)
-PLAIN, ANCHOR_MAJOR, PER_LEVEL = "plain", "anchor_major", "per_level"
+PLAIN, ANCHOR_MAJOR, PER_LEVEL, BRANCHED = "plain", "anchor_major", "per_level", "branched"
 RETINANET_CLASS_LAYER = "classification_head.prediction_layer"
 YOLOV8_CLASS_LAYER = "yolo_v8_head_{level}_class_3_conv"
 RETINANET_PRIOR = 0.01  # focal-loss prior probability of RetinaNet's class biases
@@ -42,10 +47,13 @@ class Classifier:
 
     Attributes:
         layer: the classification layer (outputs logits, one column per class,
-            unless `builtin_activation` is set); for YOLOv8 the first level's.
+            unless `builtin_activation` is set); for YOLOv8 the first level's,
+            for class branches the last branch's.
         layout: str. How classes map to output columns: "plain" (column k is
-            class k), "anchor_major" (channel = anchor * num_classes + class) or
-            "per_level" (one plain layer per pyramid level, in `layers`).
+            class k), "anchor_major" (channel = anchor * num_classes + class),
+            "per_level" (one plain layer per pyramid level, in `layers`) or
+            "branched" (the columns of the Dense layers in `layers`, one after
+            the other).
         builtin_activation: str or None. An activation inside `layer` itself
             (e.g. `Dense(90, activation="softmax")` in a foreign model).
         output_activation: str or None. The activation between the logits and the
@@ -77,11 +85,13 @@ class Classifier:
     def num_classes(self) -> int:
         if self.layout == PLAIN:
             return int(self.layer.units)
+        if self.layout == BRANCHED:
+            return sum(int(layer.units) for layer in self.layers)
         return int(self.layer.filters) // self.anchors
 
     @property
     def is_detector(self) -> bool:
-        return self.layout != PLAIN
+        return self.layout in (ANCHOR_MAJOR, PER_LEVEL)
 
     def channels(self, classes: Sequence[int], num_classes: int | None = None) -> np.ndarray:
         """Output channels holding `classes` (every anchor's, anchor-major) in a
@@ -103,6 +113,8 @@ class Classifier:
         """
         if self.layout == PLAIN:
             return [self.kernel_and_bias()]
+        if self.layout == BRANCHED:
+            return [dense_kernel_and_bias(layer) for layer in self.layers]
         return [_conv_kernel_and_bias(layer) for layer in self.layers]
 
     def assign_levels(self, weights: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
@@ -114,6 +126,10 @@ class Classifier:
             (kernel, bias), *_ = weights
             self.assign(kernel, bias)
             return
+        if self.layout == BRANCHED:
+            for layer, (kernel, bias) in zip(self.layers, weights):
+                _assign_dense(layer, kernel, bias)
+            return
         for layer, (kernel, bias) in zip(self.layers, weights):
             layer.kernel.assign(kernel)
             if layer.use_bias:
@@ -122,30 +138,28 @@ class Classifier:
     def kernel_and_bias(self) -> tuple[np.ndarray, np.ndarray]:
         """Full kernel (features x classes) and bias (classes,) as numpy arrays
         (for detectors: the first classification layer's conv kernel and bias)."""
+        self._check_single_layer()
         if self.layout != PLAIN:
             return _conv_kernel_and_bias(self.layer)
-        if isinstance(self.layer, ColumnBlockDense):
-            return self.layer.full_kernel_and_bias()
-        kernel = keras.ops.convert_to_numpy(self.layer.kernel)
-        if self.layer.use_bias:
-            bias = keras.ops.convert_to_numpy(self.layer.bias)
-        else:
-            bias = np.zeros(kernel.shape[1], kernel.dtype)
-        return kernel, bias
+        return dense_kernel_and_bias(self.layer)
 
     def assign(self, kernel: np.ndarray, bias: np.ndarray) -> None:
         """Writes a full kernel and bias back into the layer."""
+        self._check_single_layer()
         if self.layout != PLAIN:
             self.layer.kernel.assign(kernel)
             if self.layer.use_bias:
                 self.layer.bias.assign(bias)
             return
-        if isinstance(self.layer, ColumnBlockDense):
-            self.layer.assign_full(kernel, bias)
-            return
-        self.layer.kernel.assign(kernel)
-        if self.layer.use_bias:
-            self.layer.bias.assign(bias)
+        _assign_dense(self.layer, kernel, bias)
+
+    def _check_single_layer(self) -> None:
+        if self.layout == BRANCHED:
+            raise ValueError(
+                f"The classes are spread over {len(self.layers)} class branches "
+                f"{[layer.name for layer in self.layers]}, each with its own features, so there "
+                "is no single kernel; pass layer=<one branch's name>."
+            )
 
 
 def locate_classifier(model: keras.Model, layer: str | None = None) -> Classifier:
@@ -178,6 +192,10 @@ def locate_classifier(model: keras.Model, layer: str | None = None) -> Classifie
             f"Model {model.name!r} has no layer named {layer!r}. Its last layers are {names[-5:]}."
         )
     chain = _output_chain(model)  # output layer first, then its inputs, through activations
+    branches = _class_branches(chain[-1])
+    if branches:
+        activation = _activation_name(chain[0]) if len(chain) > 1 else None
+        return _locate_branch(model, branches, layer, activation)
     if layer is None and PREDICTIONS not in names and not isinstance(chain[-1], CLASSIFIER_LAYERS):
         raise ValueError(
             f"Model {model.name!r} has no recognisable classification layer: expected a Dense "
@@ -205,6 +223,35 @@ def locate_classifier(model: keras.Model, layer: str | None = None) -> Classifie
         layout="plain",
         builtin_activation=builtin,
         output_activation=(activations or [builtin])[-1] if (activations or builtin) else None,
+    )
+
+
+def _class_branches(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
+    """The Dense layers whose logits `layer` concatenates, if it is a class concatenation."""
+    if not isinstance(layer, keras.layers.Concatenate):
+        return []
+    producers = [node.operation for node in layer._inbound_nodes[0].parent_nodes]
+    return producers if all(isinstance(p, CLASSIFIER_LAYERS) for p in producers) else []
+
+
+def _locate_branch(model, branches, layer: str | None, activation: str | None) -> Classifier:
+    if layer is None:
+        return Classifier(
+            layer=branches[-1],
+            layout=BRANCHED,
+            builtin_activation=None,
+            output_activation=activation,
+            layers=tuple(branches),
+            references=tuple(branch.name for branch in branches),
+        )
+    matching = [branch for branch in branches if branch.name == layer]
+    if not matching:
+        raise ValueError(
+            f"Layer {layer!r} is not one of the class branches of model {model.name!r}: "
+            f"{[branch.name for branch in branches]}."
+        )
+    return Classifier(
+        layer=matching[0], layout=PLAIN, builtin_activation=None, output_activation=activation
     )
 
 
@@ -301,6 +348,24 @@ def _locate_detector_classifier(model: keras.Model, kind: str, layer: str | None
             f"its class layers are {[c.name for c in located.layers]} (or pass layer=None)."
         )
     return located
+
+
+def dense_kernel_and_bias(layer: keras.layers.Layer) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(layer, ColumnBlockDense):
+        return layer.full_kernel_and_bias()
+    kernel = keras.ops.convert_to_numpy(layer.kernel)
+    if layer.use_bias:
+        return kernel, keras.ops.convert_to_numpy(layer.bias)
+    return kernel, np.zeros(kernel.shape[1], kernel.dtype)
+
+
+def _assign_dense(layer: keras.layers.Layer, kernel: np.ndarray, bias: np.ndarray) -> None:
+    if isinstance(layer, ColumnBlockDense):
+        layer.assign_full(kernel, bias)
+        return
+    layer.kernel.assign(kernel)
+    if layer.use_bias:
+        layer.bias.assign(bias)
 
 
 def _conv_kernel_and_bias(layer: keras.layers.Layer) -> tuple[np.ndarray, np.ndarray]:

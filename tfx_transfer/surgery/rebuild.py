@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import keras
 
@@ -50,23 +50,9 @@ def replace_layer(
     applied right after the replaced one (e.g. the activation split off a
     foreign classifier). The caller sets the replaced layer's weights.
     """
-    source = as_functional(model)
-
-    def clone_layer(layer):
-        if layer.name == layer_name:
-            return make_layer(layer)
-        return layer.__class__.from_config(layer.get_config())
-
-    def call_layer(layer, *args, **kwargs):
-        outputs = layer(*args, **kwargs)
-        if append is not None and layer.name == layer_name:
-            outputs = append()(outputs)
-        return outputs
-
-    clone = keras.models.clone_model(source, clone_function=clone_layer, call_function=call_layer)
-    for layer in source.layers:
-        if layer.name != layer_name and layer.weights:
-            clone.get_layer(layer.name).set_weights(layer.get_weights())
+    clone = clone_with_weights(
+        model, {layer_name: make_layer}, append={layer_name: append} if append else None
+    )
     inputs, outputs = clone.inputs, clone.outputs
     return with_metadata(
         inputs[0] if len(inputs) == 1 else inputs,
@@ -74,3 +60,38 @@ def replace_layer(
         metadata,
         name=model.name,
     )
+
+
+def clone_with_weights(
+    model: keras.Model,
+    replacements: Mapping[str, Callable[[keras.layers.Layer], keras.layers.Layer]],
+    *,
+    append: Mapping[str, Callable[[], keras.layers.Layer]] | None = None,
+) -> keras.Model:
+    """A plain functional copy of `model` (nothing shared); the layers named in
+    `replacements` are made by their function, the others copied with their
+    weights. `append[name]()` is applied right after layer `name`.
+
+    Example:
+
+    >>> copy = clone_with_weights(model, {"predictions": lambda old: keras.layers.Dense(5)})
+    """
+    source = as_functional(model)
+    append = append or {}
+
+    def clone_layer(layer):
+        if layer.name in replacements:
+            return replacements[layer.name](layer)
+        return layer.__class__.from_config(layer.get_config())
+
+    def call_layer(layer, *args, **kwargs):
+        outputs = layer(*args, **kwargs)
+        if layer.name in append:
+            outputs = append[layer.name]()(outputs)
+        return outputs
+
+    clone = keras.models.clone_model(source, clone_function=clone_layer, call_function=call_layer)
+    for layer in source.layers:
+        if layer.name not in replacements and layer.weights:
+            clone.get_layer(layer.name).set_weights(layer.get_weights())
+    return clone

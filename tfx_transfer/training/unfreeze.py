@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 
 from tfx_transfer.backbones import block_boundaries, freeze_batchnorm, list_backbones
-from tfx_transfer.surgery import locate_classifier
+from tfx_transfer.surgery import locate_classifier, train_only
 
 
 def find_backbone(model: keras.Model) -> keras.Model:
@@ -48,7 +48,7 @@ def set_trainable(
     for layer in model.layers:
         _set_everywhere(layer, part != "classifier" or any(layer is c for c in classifiers))
     if part == "classifier":
-        _train_only_inside(model, classifiers)
+        train_only(model, classifiers)
     _set_everywhere(backbone, part in ("top_blocks", "all"))
     unfrozen: list[str] = []
     if part == "top_blocks":
@@ -66,17 +66,6 @@ def set_trainable(
             freeze_batchnorm(backbone)
         unfrozen = [layer.name for layer in backbone.layers if layer.trainable and layer.weights]
     return unfrozen
-
-
-def _train_only_inside(model: keras.Model, classifiers) -> None:
-    """Detectors keep their class convs inside head layers: a head that holds one
-    trains, with every other layer inside it frozen."""
-    for layer in model.layers:
-        inner = list(layer._flatten_layers(include_self=True))
-        if not any(sub is c for sub in inner for c in classifiers):
-            continue
-        for sub in inner:  # parents come before their children
-            sub.trainable = sub is layer or any(sub is c for c in classifiers)
 
 
 def _set_everywhere(layer: keras.layers.Layer, trainable: bool) -> None:

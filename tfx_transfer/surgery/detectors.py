@@ -1,0 +1,188 @@
+"""Detector class surgery: a detector rebuilt with other classes, weights carried by layout.
+
+KerasCV's detectors keep their class convolutions inside their graph, so a
+class operation rebuilds the detector with the new class count
+(`tt.detection.rebuild_detector`) and copies every weight over: weights that
+keep their shape as they are, the class convs' channels class by class at
+their new places (see `locate.py` for the layouts), and frozen classes held
+by `FrozenChannels` constraints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import numpy as np
+
+from tfx_transfer.metadata import ClassMetadata
+from tfx_transfer.surgery.locate import Classifier, locate_classifier
+
+
+def detector_metadata(model: keras.Model, classifier: Classifier) -> ClassMetadata:
+    """Our detectors carry metadata; other KerasCV detectors get default names."""
+    metadata = getattr(model, "class_metadata", None)
+    if isinstance(metadata, ClassMetadata):
+        return metadata
+    names = ClassMetadata.default(classifier.num_classes).class_names
+    return ClassMetadata(names, activation=classifier.output_activation, multi_label=True)
+
+
+def rebuild_with_classes(
+    model: keras.Model,
+    classifier: Classifier,
+    metadata: ClassMetadata,
+    sources: Sequence[int | None],
+    *,
+    frozen_classes: Sequence[int] = (),
+    init: Any = None,
+    bias_values: np.ndarray | None = None,
+) -> keras.Model:
+    """A copy of detector `model` whose class `j` is its old class `sources[j]`.
+
+    `sources[j] = None` marks an added class, initialised by `init` (a Keras
+    initializer, "zeros" or "mean" of the kept classes) with biases
+    `bias_values`. `frozen_classes` (new indices) are held fixed in training.
+
+    Example:
+
+    >>> located = locate_classifier(detector)                      # 3 classes
+    >>> swapped = rebuild_with_classes(detector, located, metadata, [2, 1, 0])
+    """
+    from tfx_transfer.detection import FrozenChannels, rebuild_detector
+
+    frozen = [
+        FrozenChannels(reference, metadata.num_classes, tuple(frozen_classes))
+        for reference in classifier.references
+        if len(frozen_classes)
+    ]
+    new_model = rebuild_detector(model, class_metadata=metadata, frozen_channels=frozen)
+    copy_detector_weights(
+        model,
+        new_model,
+        classifier,
+        locate_classifier(new_model),
+        sources=sources,
+        init=init,
+        bias_values=bias_values,
+    )
+    return new_model
+
+
+def copy_detector_weights(
+    old_model, new_model, old, new, *, sources=None, init=None, bias_values=None
+) -> None:
+    """Copies every weight of `old_model` into the rebuilt `new_model`.
+
+    Weights that keep their shape are copied as they are; the class convs get
+    old class `sources[j]`'s channels as class `j` (default: the old classes
+    first, in order) and `init`/`bias_values` for added classes (`None`); other
+    resized weights (YOLOv8's inner class convs, max(classes, P3 width) wide)
+    get their old slice, with zero weights from new input channels to old
+    output channels. Frozen-channel snapshots are taken afterwards.
+    """
+    if sources is None:
+        sources = [*range(old.num_classes), *[None] * (new.num_classes - old.num_classes)]
+    class_variables = {id(v) for layer in old.layers for v in layer.weights}
+    old_layers, new_layers = old_model.layers, new_model.layers
+    if [type(a) for a in old_layers] != [type(b) for b in new_layers]:
+        raise ValueError(
+            f"The rebuilt detector's layers do not match {old_model.name!r}'s; cannot copy weights."
+        )
+    for old_layer, new_layer in zip(old_layers, new_layers):
+        if len(old_layer.weights) != len(new_layer.weights):
+            raise ValueError(
+                f"Layer {old_layer.name!r} has {len(old_layer.weights)} weights but its rebuilt "
+                f"copy {new_layer.name!r} has {len(new_layer.weights)}; cannot copy weights."
+            )
+        for o, n in zip(old_layer.weights, new_layer.weights):
+            if id(o) in class_variables:
+                continue
+            value = keras.ops.convert_to_numpy(o)
+            if tuple(o.shape) != tuple(n.shape):
+                value = _carried(value, keras.ops.convert_to_numpy(n), o.path)
+            n.assign(value)
+    kept = [j for j, source in enumerate(sources) if source is not None]
+    old_channels = old.channels([sources[j] for j in kept])
+    new_channels = new.channels(kept)
+    added = new.channels([j for j, source in enumerate(sources) if source is None])
+    weights = []
+    for (old_kernel, old_bias), layer in zip(old.level_weights(), new.layers):
+        kernel = _initial_kernel(init, tuple(layer.kernel.shape), old_kernel.dtype)
+        bias = np.zeros(tuple(layer.bias.shape), old_bias.dtype)
+        inputs = min(old_kernel.shape[-2], kernel.shape[-2])
+        kernel[..., new_channels] = 0
+        kernel[..., :inputs, new_channels] = old_kernel[..., :inputs, old_channels]
+        bias[new_channels] = old_bias[old_channels]
+        if len(added):
+            if init == "mean":  # each anchor's added classes: the mean of its kept classes
+                per_anchor = kernel[..., new_channels].reshape(
+                    *kernel.shape[:-1], new.anchors, len(kept)
+                )
+                kernel[..., added] = np.repeat(
+                    per_anchor.mean(axis=-1, keepdims=True), len(added) // new.anchors, axis=-1
+                ).reshape(*kernel.shape[:-1], -1)
+            bias[added] = np.tile(bias_values, new.anchors)
+        weights.append((kernel, bias))
+    new.assign_levels(weights)
+    new_model.refresh_frozen_snapshots()
+
+
+def check_restorable(new_model, old_model, new: Classifier, old: Classifier) -> None:
+    """Raises unless detector `new_model` can take `old_model`'s class channels back."""
+    if (new.layout, new.anchors, len(new.layers)) != (old.layout, old.anchors, len(old.layers)):
+        raise ValueError(
+            f"{new_model.name!r} ({new.layout}, {len(new.layers)} class layers) and "
+            f"{old_model.name!r} ({old.layout}, {len(old.layers)} class layers) are not the same "
+            "kind of detector; restore_old_classes needs an expansion of the old detector."
+        )
+    if new.num_classes < old.num_classes:
+        raise ValueError(
+            f"{new_model.name!r} has {new.num_classes} classes, fewer than the "
+            f"{old.num_classes} of {old_model.name!r}."
+        )
+
+
+def restore_detector(new_model, old_model, new: Classifier, old: Classifier) -> keras.Model:
+    """`tt.restore_old_classes` for detectors: the old class channels copied back."""
+    classes = range(old.num_classes)
+    old_channels, new_channels = old.channels(classes), new.channels(classes)
+    weights = []
+    for (old_kernel, old_bias), (kernel, bias) in zip(old.level_weights(), new.level_weights()):
+        inputs = old_kernel.shape[-2]
+        if kernel.shape[:-2] != old_kernel.shape[:-2] or kernel.shape[-2] < inputs:
+            raise ValueError(
+                f"Class kernel {kernel.shape} of {new_model.name!r} cannot hold the "
+                f"{old_kernel.shape} kernel of {old_model.name!r}."
+            )
+        kernel[..., new_channels] = 0
+        kernel[..., :inputs, new_channels] = old_kernel[..., old_channels]
+        bias[new_channels] = old_bias[old_channels]
+        weights.append((kernel, bias))
+    new.assign_levels(weights)
+    if hasattr(new_model, "refresh_frozen_snapshots"):
+        new_model.refresh_frozen_snapshots()
+    return new_model
+
+
+def _initial_kernel(init, shape: tuple[int, ...], dtype) -> np.ndarray:
+    if init in (None, "zeros", "mean"):
+        return np.zeros(shape, dtype)
+    return keras.ops.convert_to_numpy(keras.initializers.get(init)(shape)).astype(dtype)
+
+
+def _carried(old: np.ndarray, fresh: np.ndarray, path: str) -> np.ndarray:
+    """`fresh` with `old` in its leading corner; the new input channels of a conv
+    kernel do not feed its old output channels."""
+    if old.ndim != fresh.ndim or any(a > b for a, b in zip(old.shape, fresh.shape)):
+        raise ValueError(
+            f"Cannot carry weight {path!r} over from {old.shape} to {fresh.shape}: the class "
+            "head's inner layers change width with the number of classes (YOLOv8: max(classes, "
+            "P3 width)), so the kept classes' outputs could not stay exact."
+        )
+    value = fresh.copy()
+    if old.ndim == 4:
+        value[:, :, old.shape[2] :, : old.shape[3]] = 0
+    value[tuple(slice(0, size) for size in old.shape)] = old
+    return value

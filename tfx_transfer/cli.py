@@ -2,7 +2,11 @@
 
     tfx-transfer demo                         the offline 90 -> 92 demo
     tfx-transfer train CONFIG.yaml            a run from a YAML config
-    tfx-transfer expand MODEL OUT --new-classes kite,drone
+    tfx-transfer expand MODEL OUT --new-classes kite,drone [--separate-branch]
+    tfx-transfer refine MODEL OUT --classes kite          only these classes' columns train
+    tfx-transfer drop MODEL OUT --classes kite            remove classes
+    tfx-transfer reorder MODEL OUT --label-map MAP.json   classes in another label map's order
+    tfx-transfer merge MODEL_A MODEL_B OUT [--rename kite=kite_b]
     tfx-transfer evaluate MODEL DATA_DIR [--reference BASE]
     tfx-transfer export MODEL EXPORT_DIR [--version N]
     tfx-transfer predict MODEL IMAGE...
@@ -83,7 +87,37 @@ def _parser() -> argparse.ArgumentParser:
         "--examples", help="an image folder with a subfolder per new class (for --init imprint)"
     )
     expand.add_argument("--freeze-old", action="store_true", help="keep old columns fixed")
+    expand.add_argument(
+        "--separate-branch",
+        action="store_true",
+        help="give the new classes their own copy of the hidden layers",
+    )
     expand.set_defaults(handler=_expand)
+
+    for name, handler, text in (
+        ("refine", _refine, "make only some classes' columns trainable (all else frozen)"),
+        ("drop", _drop, "remove classes from a saved model"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("model", help="a .keras model (or 'base' for the shipped base model)")
+        command.add_argument("output", help="where the new .keras model goes")
+        command.add_argument("--classes", required=True, help="comma-separated class names")
+        command.set_defaults(handler=handler)
+
+    reorder = commands.add_parser("reorder", help="put the classes in another label map's order")
+    reorder.add_argument("model", help="a .keras model (or 'base' for the shipped base model)")
+    reorder.add_argument("output", help="where the reordered .keras model goes")
+    order = reorder.add_mutually_exclusive_group(required=True)
+    order.add_argument("--label-map", help='a JSON label map {"classes": [{"id", "name"}, ...]}')
+    order.add_argument("--order", help="every class name, comma-separated, in the new order")
+    reorder.set_defaults(handler=_reorder)
+
+    merge = commands.add_parser("merge", help="join two heads trained on the same backbone")
+    merge.add_argument("model_a", help="a .keras model (its classes come first)")
+    merge.add_argument("model_b", help="a .keras model on the same backbone weights")
+    merge.add_argument("output", help="where the merged .keras model goes")
+    merge.add_argument("--rename", help="new names for model_b's classes: old=new,old2=new2")
+    merge.set_defaults(handler=_merge)
 
     evaluate = commands.add_parser("evaluate", help="accuracy, per class, old vs new")
     evaluate.add_argument("model", help="a .keras model")
@@ -177,18 +211,73 @@ def _expand(args) -> int:
     import tfx_transfer as tt
 
     model = _load(args.model)
-    names = [name.strip() for name in args.new_classes.split(",") if name.strip()]
+    names = _names(args.new_classes)
     examples = None
     if args.init == "imprint":
         if not args.examples:
             raise ValueError("--init imprint needs --examples FOLDER (a subfolder per new class).")
         examples = {name: sorted(_images_of(Path(args.examples) / name)) for name in names}
     expanded = tt.expand_classes(
-        model, new_class_names=names, init=args.init, freeze_old=args.freeze_old, examples=examples
+        model,
+        new_class_names=names,
+        init=args.init,
+        freeze_old=args.freeze_old,
+        examples=examples,
+        separate_branch=args.separate_branch,
     )
-    expanded.save(args.output)
-    kernel = tt.surgery.locate_classifier(expanded).kernel_and_bias()[0].shape
-    print(f"{args.output}: {tt.class_info(expanded).num_classes} classes (kernel {kernel})")
+    return _save(expanded, args.output)
+
+
+def _refine(args) -> int:
+    import tfx_transfer as tt
+
+    return _save(tt.refine_classes(_load(args.model), _names(args.classes)), args.output)
+
+
+def _drop(args) -> int:
+    import tfx_transfer as tt
+
+    return _save(tt.drop_classes(_load(args.model), _names(args.classes)), args.output)
+
+
+def _reorder(args) -> int:
+    import tfx_transfer as tt
+
+    order = tt.LabelMap.load(args.label_map) if args.label_map else _names(args.order)
+    return _save(tt.reorder_classes(_load(args.model), order), args.output)
+
+
+def _merge(args) -> int:
+    import tfx_transfer as tt
+
+    rename = {}
+    for pair in _names(args.rename or ""):
+        old, separator, new = pair.partition("=")
+        if not separator or not old.strip() or not new.strip():
+            raise ValueError(f"--rename takes old=new pairs; got {pair!r}.")
+        rename[old.strip()] = new.strip()
+    merged = tt.merge_heads(_load(args.model_a), _load(args.model_b), rename=rename)
+    return _save(merged, args.output)
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _save(model, path: str) -> int:
+    """Saves a class operation's result and says what it holds."""
+    import tfx_transfer as tt
+
+    model.save(path)
+    located = tt.surgery.locate_classifier(model)
+    shapes = [kernel.shape for kernel, _ in located.level_weights()]
+    if len(shapes) == 1:
+        kernels = f"kernel {shapes[0]}"
+    else:
+        kernels = "kernels " + ", ".join(
+            f"{layer.name} {shape}" for layer, shape in zip(located.layers, shapes)
+        )
+    print(f"{path}: {tt.class_info(model).num_classes} classes ({kernels})")
     return 0
 
 

@@ -45,6 +45,9 @@ class DetectionReport(Report):
             (`evaluate_detector(..., reference=)`).
         old_map_change: float or None. old_map - reference_old_map (negative =
             forgetting).
+        per_step: dict or None. For an expanded detector (`evaluate_detector`):
+            "original", "step 1", ... -> mAP@[.5:.95] over the classes each step
+            added (see `tfx_transfer.metadata.class_steps`).
     """
 
     map: float
@@ -63,7 +66,9 @@ class DetectionReport(Report):
     reference_old_map: float | None = None
     reference_old_map50: float | None = None
     old_map_change: float | None = None
+    per_step: dict[str, float | None] | None = None
 
+    STEP_METRIC = "map"
     SUMMARY_KEYS = (
         "num_images",
         "num_ground_truth",
@@ -246,7 +251,7 @@ def evaluate_detector(
     >>> report.old_map_change
     -0.01
     """
-    from tfx_transfer.metadata import class_info
+    from tfx_transfer.metadata import class_info, class_steps
 
     metadata = class_info(model)
     box_format = getattr(model, "bounding_box_format", "xywh")
@@ -261,6 +266,12 @@ def evaluate_detector(
         bounding_box_format=box_format,
         old_classes=old,
     )
+    steps = class_steps(metadata)
+    if len(steps) > 1:
+        report.per_step = {
+            step: _mean_or_none([report.per_class[name] for name in names])
+            for step, names in steps.items()
+        }
     if reference is not None and report.old_map is not None:
         # Per-class AP depends only on that class's boxes, so the reference is
         # scored on the same old-class ground truth.

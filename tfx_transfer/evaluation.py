@@ -10,7 +10,7 @@ import keras
 import numpy as np
 
 from tfx_transfer.detection_metrics import DetectionReport, evaluate_detector, is_detection_data
-from tfx_transfer.metadata import class_info
+from tfx_transfer.metadata import class_info, class_steps
 from tfx_transfer.report import Report
 
 
@@ -30,6 +30,9 @@ class EvaluationReport(Report):
             old-class images.
         old_accuracy_change: float or None. old_accuracy - reference_old_accuracy
             (negative = forgetting).
+        per_step: dict or None. For an expanded (or merged) model: "original",
+            "step 1", ... -> top-1 on the images of the classes each step
+            added (see `tfx_transfer.metadata.class_steps`).
         num_images: int.
     """
 
@@ -44,7 +47,9 @@ class EvaluationReport(Report):
     new_accuracy: float | None = None
     reference_old_accuracy: float | None = None
     old_accuracy_change: float | None = None
+    per_step: dict[str, float | None] | None = None
 
+    STEP_METRIC = "top1"
     SUMMARY_KEYS = (
         "num_images",
         "top1",
@@ -117,6 +122,13 @@ def evaluate(
         class_names=list(metadata.class_names),
         num_images=int(labels.size),
     )
+    steps = class_steps(metadata)
+    if len(steps) > 1:
+        index = {name: i for i, name in enumerate(metadata.class_names)}
+        report.per_step = {}
+        for step, names in steps.items():
+            in_step = np.isin(labels, [index[name] for name in names])
+            report.per_step[step] = _mean(predicted[in_step] == labels[in_step])
     old = _old_count(old_classes, metadata, reference)
     if old is not None:
         is_old = labels < old

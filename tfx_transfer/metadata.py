@@ -169,6 +169,35 @@ def class_info(model: keras.Model) -> ClassMetadata:
     return ClassMetadata.default(_output_width(model))
 
 
+ADDING_OPERATIONS = ("expand_classes", "merge_heads")
+
+
+def class_steps(metadata: ClassMetadata) -> dict[str, tuple[str, ...]]:
+    """The model's classes grouped by the step that brought them, oldest first.
+
+    "original" holds the classes the model started with; "step 1", "step 2",
+    ... the classes each expansion (or merge) added, in the order of the
+    history. Classes dropped since are left out.
+
+    Example:
+
+    >>> steps = class_steps(tt.class_info(model))      # expanded 90 -> 92 -> 95
+    >>> {step: len(names) for step, names in steps.items()}
+    {'original': 90, 'step 1': 2, 'step 2': 3}
+    """
+    additions = [
+        tuple(entry.get("added", ()))
+        for entry in metadata.history
+        if entry.get("operation") in ADDING_OPERATIONS
+    ]
+    added = {name for names in additions for name in names}
+    present = set(metadata.class_names)
+    steps = {"original": tuple(n for n in metadata.class_names if n not in added)}
+    for index, names in enumerate(additions, start=1):
+        steps[f"step {index}"] = tuple(n for n in names if n in present)
+    return steps
+
+
 def _output_width(model: keras.Model) -> int:
     outputs = model.outputs
     if len(outputs) != 1 or outputs[0].shape[-1] is None:

@@ -8,10 +8,13 @@ from typing import Any, ClassVar
 
 
 class Report:
-    """Mixin for report dataclasses: `SUMMARY_KEYS` name the headline numbers and
-    `per_class_rows` gives the per-class lines of `table(per_class=True)`."""
+    """Mixin for report dataclasses: `SUMMARY_KEYS` name the headline numbers,
+    `per_class_rows` gives the per-class lines of `table(per_class=True)`, and
+    an optional `per_step` dict (expansion step -> `STEP_METRIC`) adds a line
+    per class-expansion step."""
 
     SUMMARY_KEYS: ClassVar[tuple[str, ...]] = ()
+    STEP_METRIC: ClassVar[str] = ""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -28,6 +31,8 @@ class Report:
 
     def table(self, per_class: bool = False) -> str:
         rows = [(key, fmt(value)) for key, value in self.summary().items() if value is not None]
+        for step, value in (getattr(self, "per_step", None) or {}).items():
+            rows.append((f"{step}: {self.STEP_METRIC}", fmt(value)))
         if per_class:
             rows += [(f"  {name}", text) for name, text in self.per_class_rows()]
         width = max(len(key) for key, _ in rows)

@@ -133,13 +133,15 @@ def rebuild_detector(
     *,
     class_metadata: ClassMetadata,
     frozen_channels: Sequence[FrozenChannels] = (),
+    classification_head: keras.layers.Layer | None = None,
 ) -> keras.Model:
     """A fresh detector like `detector` (same config, new weights, nothing shared)
     with `class_metadata.num_classes` classes; trainable flags are copied.
 
-    The caller copies weights. The class head is rebuilt for the new number of
-    classes (a default KerasCV head); everything else keeps its config.
-    (`tt.expand_classes` uses it; it copies the weights.)
+    The caller copies weights. RetinaNet's class head is `classification_head`
+    if given, else a default KerasCV head for the new number of classes (the
+    flags of the head's layers are then left as built); everything else keeps
+    its config. (`tt.expand_classes` uses it; it copies the weights.)
 
     Example:
 
@@ -154,7 +156,7 @@ def rebuild_detector(
     config["frozen_channels"] = [record.get_config() for record in frozen_channels]
     config["frozen_layers"] = None  # set below, layer by layer
     if "classification_head" in config:  # RetinaNet: default head, 9 x new classes wide
-        config["classification_head"] = None
+        config["classification_head"] = classification_head
     encoder = config.get("label_encoder")
     if isinstance(encoder, dict) and "num_classes" in encoder.get("config", {}):
         encoder = {**encoder, "config": {**encoder["config"], "num_classes": config["num_classes"]}}
@@ -195,7 +197,10 @@ def copy_trainable_flags(source: keras.Model, target: keras.Model) -> None:
 
     >>> copy_trainable_flags(detector, rebuild_detector(detector, class_metadata=meta))
     """
-    pairs = list(zip(all_layers(source), all_layers(target)))
+    layers = all_layers(source), all_layers(target)
+    if len(layers[0]) != len(layers[1]):  # another kind of class head: its flags stay as built
+        layers = _outside_head(source), _outside_head(target)
+    pairs = list(zip(*layers))
     if source.backbone is not None and target.backbone is not None:
         pairs += list(zip(all_layers(source.backbone), all_layers(target.backbone)))
     for origin, copy in pairs:
@@ -206,6 +211,13 @@ def copy_trainable_flags(source: keras.Model, target: keras.Model) -> None:
                 f"({type(copy).__name__})."
             )
         copy.trainable = origin.trainable
+
+
+def _outside_head(model: keras.Model) -> list[keras.layers.Layer]:
+    """Every layer of a detector except RetinaNet's class head and the layers inside it."""
+    head = getattr(model, "classification_head", None)
+    inside = {id(layer) for layer in head._flatten_layers()} if head is not None else set()
+    return [layer for layer in all_layers(model) if id(layer) not in inside]
 
 
 def _resolve_backbone(backbone: Any, weights, input_shape) -> keras_cv.models.Backbone:

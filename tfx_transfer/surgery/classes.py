@@ -15,7 +15,11 @@ import numpy as np
 from tfx_transfer.label_maps import LabelMap
 from tfx_transfer.metadata import ClassMetadata, class_info
 from tfx_transfer.surgery.columns import rebuild_classifier, trainable_columns
-from tfx_transfer.surgery.detectors import detector_metadata, rebuild_with_classes
+from tfx_transfer.surgery.detectors import (
+    detector_metadata,
+    rebuild_with_classes,
+    require_one_class_head,
+)
 from tfx_transfer.surgery.locate import Classifier, locate_classifier
 
 ClassList = Sequence[str | int]
@@ -40,7 +44,7 @@ def refine_classes(model: keras.Model, classes: ClassList) -> keras.Model:
     >>> refined = tt.refine_classes(model, classes=["red_arrow"])
     >>> refined.fit(images, labels, epochs=5)     # only red_arrow's column moves
     """
-    classifier, metadata = _located(model)
+    classifier, metadata = _located(model, "refine_classes")
     chosen = set(_indices(metadata, classes, "refine_classes"))
     entry = {
         "operation": "refine_classes",
@@ -83,7 +87,7 @@ def drop_classes(model: keras.Model, classes: ClassList) -> keras.Model:
     >>> tt.class_info(smaller).num_classes
     88
     """
-    classifier, metadata = _located(model)
+    classifier, metadata = _located(model, "drop_classes")
     dropped = set(_indices(metadata, classes, "drop_classes"))
     keep = [c for c in range(metadata.num_classes) if c not in dropped]
     if not keep:
@@ -110,7 +114,7 @@ def reorder_classes(model: keras.Model, order: ClassList | LabelMap) -> keras.Mo
     >>> tt.class_info(coco_order).class_ids[:3]
     (1, 2, 3)
     """
-    classifier, metadata = _located(model)
+    classifier, metadata = _located(model, "reorder_classes")
     names = order.names if isinstance(order, LabelMap) else order
     sources = _indices(metadata, names, "reorder_classes")
     missing = [n for i, n in enumerate(metadata.class_names) if i not in set(sources)]
@@ -178,9 +182,10 @@ def _select(model, classifier: Classifier, metadata, sources, entry, ids=None) -
     return rebuild_classifier(model, classifier, columns, new_metadata)
 
 
-def _located(model: keras.Model) -> tuple[Classifier, ClassMetadata]:
+def _located(model: keras.Model, operation: str) -> tuple[Classifier, ClassMetadata]:
     classifier = locate_classifier(model)
     if classifier.is_detector:
+        require_one_class_head(model, classifier, operation)
         return classifier, detector_metadata(model, classifier)
     return classifier, class_info(model)
 

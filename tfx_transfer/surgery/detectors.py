@@ -17,7 +17,7 @@ import keras
 import numpy as np
 
 from tfx_transfer.metadata import ClassMetadata
-from tfx_transfer.surgery.locate import Classifier, locate_classifier
+from tfx_transfer.surgery.locate import ANCHOR_BRANCHED, Classifier, locate_classifier
 
 
 def detector_metadata(model: keras.Model, classifier: Classifier) -> ClassMetadata:
@@ -68,6 +68,99 @@ def rebuild_with_classes(
         bias_values=bias_values,
     )
     return new_model
+
+
+def without_frozen_channels(model: keras.Model, classifier: Classifier) -> keras.Model:
+    """A copy of detector `model` with the same weights and no frozen channels
+    (nor their snapshot weights): `tt.merge_frozen` for detectors."""
+    from tfx_transfer.detection import rebuild_detector
+
+    copy = rebuild_detector(
+        model,
+        class_metadata=detector_metadata(model, classifier),
+        classification_head=getattr(model, "classification_head", None),
+    )
+    _copy_layers(model, copy)
+    return copy
+
+
+def add_retinanet_branch(
+    model: keras.Model,
+    classifier: Classifier,
+    metadata: ClassMetadata,
+    count: int,
+    *,
+    init: Any,
+    bias_values: np.ndarray,
+) -> keras.Model:
+    """A copy of RetinaNet `model` whose `count` new classes get their own class branch.
+
+    The branch copies the original head's convs (weights included) and ends
+    in a class conv for the new classes (`init`, `bias_values`); every earlier
+    branch is frozen whole (constraints, as for frozen class channels).
+    """
+    from tfx_transfer.detection import FrozenChannels, rebuild_detector
+    from tfx_transfer.detection.branch_head import BranchedClassificationHead
+
+    old_head = model.classification_head
+    branched = classifier.layout == ANCHOR_BRANCHED
+    old_branches = list(old_head.branches) if branched else [old_head]
+    counts = list(old_head.branch_classes) if branched else [classifier.num_classes]
+    convs = int(old_branches[0].num_conv_layers)
+    head = BranchedClassificationHead(
+        [*counts, count], anchors=classifier.anchors, num_conv_layers=convs, name=old_head.name
+    )
+    parts = [*(f"conv_layers.{j}" for j in range(convs)), "prediction_layer"]
+    frozen = [
+        FrozenChannels(f"classification_head.branches.{index}.{part}", period=1, classes=(0,))
+        for index in range(len(old_branches))
+        for part in parts
+    ]
+    new_model = rebuild_detector(
+        model, class_metadata=metadata, frozen_channels=frozen, classification_head=head
+    )
+    _copy_layers(model, new_model, skip=old_head)
+    new_branches = new_model.classification_head.branches
+    for old_branch, new_branch in zip(old_branches, new_branches):
+        new_branch.set_weights(old_branch.get_weights())
+    branch = new_branches[-1]
+    for old_conv, new_conv in zip(old_branches[0].conv_layers, branch.conv_layers):
+        new_conv.set_weights(old_conv.get_weights())
+    kernel = _initial_kernel(init, tuple(branch.prediction_layer.kernel.shape), "float32")
+    if init == "mean":  # each anchor's new classes: the mean of the original classes
+        old_kernel, _ = _conv_kernel_and_bias_of(old_branches[0].prediction_layer)
+        per_anchor = old_kernel.reshape(*old_kernel.shape[:-1], classifier.anchors, counts[0])
+        kernel = np.repeat(per_anchor.mean(axis=-1), count, axis=-1).astype("float32")
+    branch.prediction_layer.kernel.assign(kernel)
+    branch.prediction_layer.bias.assign(np.tile(bias_values, classifier.anchors))
+    new_model.refresh_frozen_snapshots()
+    return new_model
+
+
+def require_one_class_head(model: keras.Model, classifier: Classifier, operation: str) -> None:
+    """Raises for operations that do not apply to RetinaNet's class branches."""
+    if classifier.layout == ANCHOR_BRANCHED:
+        raise ValueError(
+            f"{operation} needs one class head, but RetinaNet {model.name!r} has "
+            f"{len(classifier.layers)} class branches; apply it before "
+            "expand_classes(separate_branch=True), or add classes with separate_branch=True."
+        )
+
+
+def _copy_layers(source: keras.Model, target: keras.Model, skip=None) -> None:
+    """Copies the weights of `source`'s layers into `target`'s, in order (`skip`: a layer of
+    `source` left out, with its counterpart)."""
+    if len(source.layers) != len(target.layers):
+        raise ValueError(
+            f"The rebuilt detector has {len(target.layers)} layers, not {len(source.layers)}."
+        )
+    for old, new in zip(source.layers, target.layers):
+        if old is not skip and old.weights:
+            new.set_weights(old.get_weights())
+
+
+def _conv_kernel_and_bias_of(layer) -> tuple[np.ndarray, np.ndarray]:
+    return keras.ops.convert_to_numpy(layer.kernel), keras.ops.convert_to_numpy(layer.bias)
 
 
 def copy_detector_weights(

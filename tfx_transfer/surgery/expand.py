@@ -12,14 +12,23 @@ from tfx_transfer.metadata import ClassMetadata, TransferModel, class_info
 from tfx_transfer.surgery.branch import add_class_branch
 from tfx_transfer.surgery.columns import rebuild_classifier
 from tfx_transfer.surgery.detectors import (
+    add_retinanet_branch,
     check_restorable,
     detector_metadata,
     rebuild_with_classes,
+    require_one_class_head,
     restore_detector,
+    without_frozen_channels,
 )
 from tfx_transfer.surgery.initializers import KERNEL_INITS, embed_examples, new_biases, new_columns
 from tfx_transfer.surgery.layers import ColumnBlockDense
-from tfx_transfer.surgery.locate import BRANCHED, Classifier, locate_classifier
+from tfx_transfer.surgery.locate import (
+    ANCHOR_BRANCHED,
+    ANCHOR_MAJOR,
+    BRANCHED,
+    Classifier,
+    locate_classifier,
+)
 from tfx_transfer.surgery.rebuild import clone_with_weights, features_before, with_metadata
 
 
@@ -97,10 +106,6 @@ def expand_classes(
     if init not in KERNEL_INITS and not isinstance(init, keras.initializers.Initializer):
         keras.initializers.get(init)  # raises a clear error for unknown names
     if classifier.is_detector:
-        if separate_branch:
-            raise ValueError(
-                "separate_branch=True applies to classifiers; detectors grow their class convs."
-            )
         return _expand_detector(
             model,
             classifier,
@@ -110,6 +115,7 @@ def expand_classes(
             bias_init,
             freeze_old,
             examples,
+            separate_branch,
         )
     metadata = _metadata_of(model, classifier)
     names = _new_names(metadata, num_new_classes, new_class_names)
@@ -165,6 +171,7 @@ def restore_old_classes(
     new = locate_classifier(new_model, layer)
     old = locate_classifier(old_model, layer)
     if new.is_detector or old.is_detector:
+        require_one_class_head(new_model, new, "restore_old_classes")
         check_restorable(new_model, old_model, new, old)
         _check_label_maps(new_model, old_model)
         return restore_detector(new_model, old_model, new, old)
@@ -197,8 +204,7 @@ def merge_frozen(model: keras.Model) -> TransferModel:
     """
     classifier = locate_classifier(model)
     if classifier.is_detector:
-        metadata = detector_metadata(model, classifier)
-        return rebuild_with_classes(model, classifier, metadata, range(classifier.num_classes))
+        return without_frozen_channels(model, classifier)
     blocks = {layer.name: layer for layer in model.layers if isinstance(layer, ColumnBlockDense)}
 
     def make_dense(old: ColumnBlockDense) -> keras.layers.Dense:
@@ -268,17 +274,36 @@ def _names_of(model: keras.Model) -> tuple[str, ...]:
 
 
 def _expand_detector(
-    model, classifier, count, new_class_names, init, bias_init, freeze_old, examples
+    model, classifier, count, new_class_names, init, bias_init, freeze_old, examples, branch
 ) -> keras.Model:
     if init == "imprint" or examples:
         raise ValueError(
             'init="imprint" (and examples=) apply to classifiers; for detectors use '
             '"glorot_uniform" (or another Keras initializer), "zeros" or "mean".'
         )
+    if branch and classifier.layout != ANCHOR_MAJOR and classifier.layout != ANCHOR_BRANCHED:
+        raise ValueError(
+            f"separate_branch=True applies to classifiers and RetinaNet; {model.name!r} is a "
+            f"{classifier.layout} detector (YOLOv8's class convs are part of its fused head)."
+        )
+    if not branch:
+        require_one_class_head(model, classifier, "expand_classes without separate_branch")
     metadata = detector_metadata(model, classifier)
     names = _new_names(metadata, count, new_class_names)
     old_count = metadata.num_classes
     old_bias = np.concatenate([bias for _, bias in classifier.level_weights()])
+    if branch:
+        branch_metadata = _expanded_metadata(
+            metadata, names, init, bias_init, True, layout=classifier.layout, separate_branch=True
+        )
+        return add_retinanet_branch(
+            model,
+            classifier,
+            branch_metadata,
+            len(names),
+            init=init,
+            bias_values=new_biases(bias_init, old_bias, len(names)),
+        )
     new_metadata = _expanded_metadata(
         metadata,
         names,

@@ -12,6 +12,10 @@ Detectors (KerasCV's, usually built by `tt.build_detector`):
 - RetinaNet ("anchor_major"): one classification head shared by P3..P7 ending
   in a 3x3 conv `classification_head.prediction_layer` with anchors x classes
   output channels, channel = anchor * num_classes + class (9 anchors). Logits.
+- RetinaNet with class branches ("anchor_major_branched", from
+  `expand_classes(..., separate_branch=True)`): a `BranchedClassificationHead`
+  whose branches each end in a class conv for their classes; the head's output
+  is anchor-major over all classes.
 - YOLOv8 ("per_level"): one 1x1 conv per pyramid level,
   `yolo_v8_head_{1,2,3}_class_3_conv`, channel = class; a sigmoid follows.
 
@@ -36,6 +40,8 @@ from tfx_transfer.surgery.layers import ColumnBlockDense
 CLASSIFIER_LAYERS = (keras.layers.Dense, ColumnBlockDense)
 ACTIVATION_LAYERS = (keras.layers.Activation, keras.layers.Softmax)
 PLAIN, ANCHOR_MAJOR, PER_LEVEL, BRANCHED = "plain", "anchor_major", "per_level", "branched"
+ANCHOR_BRANCHED = "anchor_major_branched"
+RETINANET_BRANCH_LAYER = "classification_head.branches.{index}.prediction_layer"
 RETINANET_CLASS_LAYER = "classification_head.prediction_layer"
 YOLOV8_CLASS_LAYER = "yolo_v8_head_{level}_class_3_conv"
 RETINANET_PRIOR = 0.01  # focal-loss prior probability of RetinaNet's class biases
@@ -51,9 +57,10 @@ class Classifier:
             for class branches the last branch's.
         layout: str. How classes map to output columns: "plain" (column k is
             class k), "anchor_major" (channel = anchor * num_classes + class),
-            "per_level" (one plain layer per pyramid level, in `layers`) or
+            "per_level" (one plain layer per pyramid level, in `layers`),
             "branched" (the columns of the Dense layers in `layers`, one after
-            the other).
+            the other) or "anchor_major_branched" (RetinaNet class branches,
+            one class conv per branch in `layers`, joined anchor-major).
         builtin_activation: str or None. An activation inside `layer` itself
             (e.g. `Dense(90, activation="softmax")` in a foreign model).
         output_activation: str or None. The activation between the logits and the
@@ -87,11 +94,13 @@ class Classifier:
             return int(self.layer.units)
         if self.layout == BRANCHED:
             return sum(int(layer.units) for layer in self.layers)
+        if self.layout == ANCHOR_BRANCHED:
+            return sum(int(layer.filters) for layer in self.layers) // self.anchors
         return int(self.layer.filters) // self.anchors
 
     @property
     def is_detector(self) -> bool:
-        return self.layout in (ANCHOR_MAJOR, PER_LEVEL)
+        return self.layout in (ANCHOR_MAJOR, PER_LEVEL, ANCHOR_BRANCHED)
 
     def channels(self, classes: Sequence[int], num_classes: int | None = None) -> np.ndarray:
         """Output channels holding `classes` (every anchor's, anchor-major) in a
@@ -154,7 +163,7 @@ class Classifier:
         _assign_dense(self.layer, kernel, bias)
 
     def _check_single_layer(self) -> None:
-        if self.layout == BRANCHED:
+        if self.layout in (BRANCHED, ANCHOR_BRANCHED):
             raise ValueError(
                 f"The classes are spread over {len(self.layers)} class branches "
                 f"{[layer.name for layer in self.layers]}, each with its own features, so there "
@@ -304,7 +313,22 @@ def detector_kind(model: keras.Model) -> str | None:
 
 def _locate_detector_classifier(model: keras.Model, kind: str, layer: str | None) -> Classifier:
     num_classes = int(model.num_classes)
-    if kind == "retinanet":
+    head = getattr(model, "classification_head", None)
+    if kind == "retinanet" and hasattr(head, "branch_classes"):
+        convs = tuple(branch.prediction_layer for branch in head.branches)
+        located = Classifier(
+            layer=convs[-1],
+            layout=ANCHOR_BRANCHED,
+            builtin_activation=None,
+            output_activation=None,
+            layers=convs,
+            anchors=int(head.anchors),
+            references=tuple(
+                RETINANET_BRANCH_LAYER.format(index=index) for index in range(len(convs))
+            ),
+            default_bias=RETINANET_PRIOR,
+        )
+    elif kind == "retinanet":
         conv = model.classification_head.prediction_layer
         anchors, remainder = divmod(int(conv.filters), num_classes)
         if remainder:

@@ -19,6 +19,7 @@ from tfx_transfer.backbones import (  # noqa: E402
     list_backbones,
 )
 from tfx_transfer.classifier import build_classifier  # noqa: E402
+from tfx_transfer.cost import ModelCost, cost_table, model_cost  # noqa: E402
 from tfx_transfer.detection import build_detector  # noqa: E402
 from tfx_transfer.detection_metrics import (  # noqa: E402
     DetectionReport,
@@ -54,6 +55,7 @@ __all__ = [
     "DetectionReport",
     "EvaluationReport",
     "LabelMap",
+    "ModelCost",
     "RunDirectory",
     "TransferModel",
     "WeightsUnavailableError",
@@ -63,6 +65,7 @@ __all__ = [
     "build_detector",
     "class_info",
     "coco_map",
+    "cost_table",
     "data",
     "demo",
     "detection",
@@ -79,6 +82,7 @@ __all__ = [
     "list_backbones",
     "load_model",
     "lr_find",
+    "model_cost",
     "merge_frozen",
     "merge_heads",
     "plots",

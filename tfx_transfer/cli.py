@@ -98,19 +98,15 @@ def _parser() -> argparse.ArgumentParser:
         ("refine", _refine, "make only some classes' columns trainable (all else frozen)"),
         ("drop", _drop, "remove classes from a saved model"),
     ):
-        command = commands.add_parser(name, help=text)
-        command.add_argument("model", help="a .keras model (or 'base' for the shipped base model)")
-        command.add_argument("output", help="where the new .keras model goes")
+        command = _model_to_model(commands, name, text, handler)
         command.add_argument("--classes", required=True, help="comma-separated class names")
-        command.set_defaults(handler=handler)
 
-    reorder = commands.add_parser("reorder", help="put the classes in another label map's order")
-    reorder.add_argument("model", help="a .keras model (or 'base' for the shipped base model)")
-    reorder.add_argument("output", help="where the reordered .keras model goes")
+    reorder = _model_to_model(
+        commands, "reorder", "put the classes in another label map's order", _reorder
+    )
     order = reorder.add_mutually_exclusive_group(required=True)
     order.add_argument("--label-map", help='a JSON label map {"classes": [{"id", "name"}, ...]}')
     order.add_argument("--order", help="every class name, comma-separated, in the new order")
-    reorder.set_defaults(handler=_reorder)
 
     merge = commands.add_parser("merge", help="join two heads trained on the same backbone")
     merge.add_argument("model_a", help="a .keras model (its classes come first)")
@@ -150,6 +146,15 @@ def _parser() -> argparse.ArgumentParser:
     backbones = commands.add_parser("backbones", help="the registered backbones")
     backbones.set_defaults(handler=_backbones)
     return parser
+
+
+def _model_to_model(commands, name: str, text: str, handler) -> argparse.ArgumentParser:
+    """A subcommand reading MODEL and writing OUTPUT, both .keras files."""
+    command = commands.add_parser(name, help=text)
+    command.add_argument("model", help="a .keras model (or 'base' for the shipped base model)")
+    command.add_argument("output", help="where the new .keras model goes")
+    command.set_defaults(handler=handler)
+    return command
 
 
 def _demo(args) -> int:

@@ -9,7 +9,7 @@ import numpy as np
 
 from tfx_transfer.metadata import ClassMetadata, TransferModel
 from tfx_transfer.surgery.layers import ColumnBlockDense
-from tfx_transfer.surgery.locate import Classifier
+from tfx_transfer.surgery.locate import Classifier, assign_dense
 from tfx_transfer.surgery.rebuild import clone_with_weights, with_metadata
 
 PROBABILITIES = "probabilities"
@@ -66,13 +66,5 @@ def rebuild_classifier(
         append = {classifier.layer.name: split}
     clone = clone_with_weights(model, {name: make_layer for name in columns}, append=append)
     for name, (kernel, bias, _) in columns.items():
-        _assign(clone.get_layer(name), kernel, bias)
+        assign_dense(clone.get_layer(name), kernel, bias)
     return with_metadata(clone.inputs[0], clone.outputs[0], metadata, name=model.name)
-
-
-def _assign(layer: keras.layers.Layer, kernel: np.ndarray, bias: np.ndarray) -> None:
-    if isinstance(layer, ColumnBlockDense):
-        layer.assign_full(kernel, bias)
-    else:
-        layer.kernel.assign(kernel)
-        layer.bias.assign(bias)

@@ -75,12 +75,14 @@ def expand_classes(
             optimizer update (works with `fit`, any optimizer, and survives saving).
         examples: mapping new class name -> a few images (uint8 arrays or
             paths), needed by `init="imprint"` (classifiers only).
-        separate_branch: bool. Give the new classes their own copy of the hidden
-            layers before the classification layer (initialised from them) and
-            a fresh classification layer; the old hidden layers and classes are
-            frozen, so the features the old classes use cannot move (classifiers
-            with at least one hidden Dense layer). The outputs are concatenated
-            in a `class_logits` layer.
+        separate_branch: bool. Give the new classes their own copy of the class
+            subnet (initialised from it) and a fresh classification layer; the
+            old subnet and classes are frozen whatever `freeze_old` says, so the
+            features the old classes use cannot move. Classifiers: a copy of the
+            hidden Dense layers, outputs joined by a `class_logits` layer (see
+            `surgery/branch.py`). RetinaNet: a `BranchedClassificationHead`
+            (keep the feature pyramid frozen too: it feeds every class). Not
+            for YOLOv8, whose class convs live inside KerasCV's fused head.
 
     Detectors (`tt.build_detector`) are rebuilt with N + k classes: every
     weight that keeps its shape is copied, the old classes' channels of the

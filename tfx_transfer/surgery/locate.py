@@ -137,7 +137,7 @@ class Classifier:
             return
         if self.layout == BRANCHED:
             for layer, (kernel, bias) in zip(self.layers, weights):
-                _assign_dense(layer, kernel, bias)
+                assign_dense(layer, kernel, bias)
             return
         for layer, (kernel, bias) in zip(self.layers, weights):
             layer.kernel.assign(kernel)
@@ -160,7 +160,7 @@ class Classifier:
             if self.layer.use_bias:
                 self.layer.bias.assign(bias)
             return
-        _assign_dense(self.layer, kernel, bias)
+        assign_dense(self.layer, kernel, bias)
 
     def _check_single_layer(self) -> None:
         if self.layout in (BRANCHED, ANCHOR_BRANCHED):
@@ -383,7 +383,7 @@ def dense_kernel_and_bias(layer: keras.layers.Layer) -> tuple[np.ndarray, np.nda
     return kernel, np.zeros(kernel.shape[1], kernel.dtype)
 
 
-def _assign_dense(layer: keras.layers.Layer, kernel: np.ndarray, bias: np.ndarray) -> None:
+def assign_dense(layer: keras.layers.Layer, kernel: np.ndarray, bias: np.ndarray) -> None:
     if isinstance(layer, ColumnBlockDense):
         layer.assign_full(kernel, bias)
         return

@@ -60,6 +60,7 @@ class PyramidBackbone(keras_cv.models.Backbone):
         *,
         weights: Weights = "imagenet",
         input_shape: Sequence[int | None] | None = None,
+        levels: Sequence[str] = DETECTION_LEVELS,
     ) -> PyramidBackbone:
         """Builds registry backbone `name` (`tt.build_backbone`) as a detector backbone.
 
@@ -74,11 +75,18 @@ class PyramidBackbone(keras_cv.models.Backbone):
         """
         check_aligned(name)
         model = build_backbone(name, weights=weights, input_shape=input_shape)
-        return cls.wrap(model, name)
+        return cls.wrap(model, name, levels=levels)
 
     @classmethod
-    def wrap(cls, model: keras.Model, name: str | None = None) -> PyramidBackbone:
-        """Wraps a model from `tt.build_backbone` (same layers, shared weights).
+    def wrap(
+        cls,
+        model: keras.Model,
+        name: str | None = None,
+        *,
+        levels: Sequence[str] = DETECTION_LEVELS,
+    ) -> PyramidBackbone:
+        """Wraps a model from `tt.build_backbone` (same layers, shared weights), naming
+        its feature `levels` (P3..P5 for detectors; segmenters add P2).
 
         Example:
 
@@ -88,8 +96,8 @@ class PyramidBackbone(keras_cv.models.Backbone):
         name = name or model.name
         check_aligned(name)
         spec = get_backbone_spec(name)
-        levels = {level: spec.feature_layer_map[level] for level in DETECTION_LEVELS}
-        return cls(model.inputs, model.outputs, name=name, pyramid_level_inputs=levels)
+        named = {level: spec.feature_layer_map[level] for level in levels}
+        return cls(model.inputs, model.outputs, name=name, pyramid_level_inputs=named)
 
     def get_config(self) -> dict[str, Any]:
         # keras_cv's Backbone keeps only name/trainable; ours is the functional graph.

@@ -32,37 +32,13 @@ from tfx_transfer.detection.freezing import FrozenChannels
 from tfx_transfer.metadata import ClassMetadata
 
 
-class _TransferDetector:
-    """What both detector subclasses add to their KerasCV parent."""
+class ClassCarrier:
+    """What our KerasCV task subclasses (detectors, segmenters) add to their parent:
+    class metadata, frozen class channels and per-layer trainable flags, kept
+    through `get_config`. A subclass calls `_setup_transfer` after its parent's
+    constructor."""
 
-    arch: str = ""
     logits_activation: str | None = None  # activation of the raw class output
-    default_losses: tuple[str, str] = ("", "")  # KerasCV's (box_loss, classification_loss)
-
-    def __init__(
-        self,
-        backbone,
-        num_classes,
-        bounding_box_format,
-        *,
-        class_metadata=None,
-        frozen_channels=None,
-        frozen_layers=None,
-        **kwargs,
-    ):
-        super().__init__(backbone, num_classes, bounding_box_format, **kwargs)
-        self._setup_transfer(class_metadata, frozen_channels, frozen_layers)
-
-    def compile(self, box_loss=None, classification_loss=None, **kwargs):
-        """KerasCV's `compile` with its default losses (RetinaNet: "smoothl1" and
-        "focal"; YOLOv8: "ciou" and "binary_crossentropy") and no XLA."""
-        kwargs.setdefault("jit_compile", False)
-        losses = {
-            "box_loss": box_loss or self.default_losses[0],
-            "classification_loss": classification_loss or self.default_losses[1],
-        }
-        super().compile(**losses, **kwargs)
-        self._remember_compile(**losses, **kwargs)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), **self._transfer_config()}
@@ -74,7 +50,7 @@ class _TransferDetector:
             class_metadata = default_metadata(self.num_classes, self.logits_activation)
         if class_metadata.num_classes != self.num_classes:
             raise ValueError(
-                f"Detector {self.name!r} has {self.num_classes} classes but its class metadata "
+                f"Model {self.name!r} has {self.num_classes} classes but its class metadata "
                 f"names {class_metadata.num_classes}: {list(class_metadata.class_names)[:10]}."
             )
         self._class_metadata = class_metadata
@@ -129,6 +105,38 @@ class _TransferDetector:
             "frozen_channels": [dict(c) for c in self._frozen_channel_configs],
             "frozen_layers": [i for i, layer in enumerate(all_layers(self)) if not layer.trainable],
         }
+
+
+class _TransferDetector(ClassCarrier):
+    """What both detector subclasses add to their KerasCV parent."""
+
+    arch: str = ""
+    default_losses: tuple[str, str] = ("", "")  # KerasCV's (box_loss, classification_loss)
+
+    def __init__(
+        self,
+        backbone,
+        num_classes,
+        bounding_box_format,
+        *,
+        class_metadata=None,
+        frozen_channels=None,
+        frozen_layers=None,
+        **kwargs,
+    ):
+        super().__init__(backbone, num_classes, bounding_box_format, **kwargs)
+        self._setup_transfer(class_metadata, frozen_channels, frozen_layers)
+
+    def compile(self, box_loss=None, classification_loss=None, **kwargs):
+        """KerasCV's `compile` with its default losses (RetinaNet: "smoothl1" and
+        "focal"; YOLOv8: "ciou" and "binary_crossentropy") and no XLA."""
+        kwargs.setdefault("jit_compile", False)
+        losses = {
+            "box_loss": box_loss or self.default_losses[0],
+            "classification_loss": classification_loss or self.default_losses[1],
+        }
+        super().compile(**losses, **kwargs)
+        self._remember_compile(**losses, **kwargs)
 
     def _remember_compile(self, **arguments) -> None:
         """Keeps `compile`'s arguments (the live optimizer) for `get_compile_config`."""

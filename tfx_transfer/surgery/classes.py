@@ -51,7 +51,7 @@ def refine_classes(model: keras.Model, classes: ClassList) -> keras.Model:
         "classes": [metadata.class_names[i] for i in sorted(chosen)],
     }
     new_metadata = metadata.replace(history=metadata.history + (entry,))
-    if classifier.is_detector:
+    if classifier.rebuilds_model:
         refined = rebuild_with_classes(
             model,
             classifier,
@@ -151,7 +151,7 @@ def _select(model, classifier: Classifier, metadata, sources, entry, ids=None) -
         class_ids=tuple(ids) if ids is not None else tuple(metadata.class_ids[c] for c in sources),
         history=metadata.history + (entry,),
     )
-    if classifier.is_detector:
+    if classifier.rebuilds_model:
         frozen = {c for record in getattr(model, "frozen_channels", [])[:1] for c in record.classes}
         return rebuild_with_classes(
             model,
@@ -184,7 +184,7 @@ def _select(model, classifier: Classifier, metadata, sources, entry, ids=None) -
 
 def _located(model: keras.Model, operation: str) -> tuple[Classifier, ClassMetadata]:
     classifier = locate_classifier(model)
-    if classifier.is_detector:
+    if classifier.rebuilds_model:
         require_one_class_head(model, classifier, operation)
         return classifier, detector_metadata(model, classifier)
     return classifier, class_info(model)

@@ -1,8 +1,10 @@
-"""Detector class surgery: a detector rebuilt with other classes, weights carried by layout.
+"""Class surgery of KerasCV tasks: a detector or segmenter rebuilt with other classes,
+weights carried by layout.
 
-KerasCV's detectors keep their class convolutions inside their graph, so a
-class operation rebuilds the detector with the new class count
-(`tt.detection.rebuild_detector`) and copies every weight over: weights that
+KerasCV's detectors and segmenters keep their class convolutions inside their
+graph, so a class operation rebuilds the model with the new class count
+(`tt.detection.rebuild_detector`, `segmentation.rebuild_segmenter`) and copies
+every weight over: weights that
 keep their shape as they are, the class convs' channels class by class at
 their new places (see `locate.py` for the layouts), and frozen classes held
 by `FrozenChannels` constraints.
@@ -17,7 +19,7 @@ import keras
 import numpy as np
 
 from tfx_transfer.metadata import ClassMetadata
-from tfx_transfer.surgery.locate import ANCHOR_BRANCHED, Classifier, locate_classifier
+from tfx_transfer.surgery.locate import ANCHOR_BRANCHED, PER_PIXEL, Classifier, locate_classifier
 
 
 def detector_metadata(model: keras.Model, classifier: Classifier) -> ClassMetadata:
@@ -50,14 +52,14 @@ def rebuild_with_classes(
     >>> located = locate_classifier(detector)                      # 3 classes
     >>> swapped = rebuild_with_classes(detector, located, metadata, [2, 1, 0])
     """
-    from tfx_transfer.detection import FrozenChannels, rebuild_detector
+    from tfx_transfer.detection import FrozenChannels
 
     frozen = [
         FrozenChannels(reference, metadata.num_classes, tuple(frozen_classes))
         for reference in classifier.references
         if len(frozen_classes)
     ]
-    new_model = rebuild_detector(model, class_metadata=metadata, frozen_channels=frozen)
+    new_model = _rebuild(model, classifier, class_metadata=metadata, frozen_channels=frozen)
     copy_detector_weights(
         model,
         new_model,
@@ -73,10 +75,9 @@ def rebuild_with_classes(
 def without_frozen_channels(model: keras.Model, classifier: Classifier) -> keras.Model:
     """A copy of detector `model` with the same weights and no frozen channels
     (nor their snapshot weights): `tt.merge_frozen` for detectors."""
-    from tfx_transfer.detection import rebuild_detector
-
-    copy = rebuild_detector(
+    copy = _rebuild(
         model,
+        classifier,
         class_metadata=detector_metadata(model, classifier),
         classification_head=getattr(model, "classification_head", None),
     )
@@ -145,6 +146,18 @@ def require_one_class_head(model: keras.Model, classifier: Classifier, operation
             f"{len(classifier.layers)} class branches; apply it before "
             "expand_classes(separate_branch=True), or add classes with separate_branch=True."
         )
+
+
+def _rebuild(model, classifier: Classifier, **arguments) -> keras.Model:
+    """The KerasCV task `model` rebuilt with `rebuild_detector` or `rebuild_segmenter`."""
+    if classifier.layout == PER_PIXEL:
+        from tfx_transfer.segmentation import rebuild_segmenter
+
+        arguments.pop("classification_head", None)
+        return rebuild_segmenter(model, **arguments)
+    from tfx_transfer.detection import rebuild_detector
+
+    return rebuild_detector(model, **arguments)
 
 
 def _copy_layers(source: keras.Model, target: keras.Model, skip=None) -> None:

@@ -107,7 +107,7 @@ def expand_classes(
         bias_init = classifier.default_bias
     if init not in KERNEL_INITS and not isinstance(init, keras.initializers.Initializer):
         keras.initializers.get(init)  # raises a clear error for unknown names
-    if classifier.is_detector:
+    if classifier.rebuilds_model:
         return _expand_detector(
             model,
             classifier,
@@ -172,7 +172,7 @@ def restore_old_classes(
     """
     new = locate_classifier(new_model, layer)
     old = locate_classifier(old_model, layer)
-    if new.is_detector or old.is_detector:
+    if new.rebuilds_model or old.rebuilds_model:
         require_one_class_head(new_model, new, "restore_old_classes")
         check_restorable(new_model, old_model, new, old)
         _check_label_maps(new_model, old_model)
@@ -205,7 +205,7 @@ def merge_frozen(model: keras.Model) -> TransferModel:
     'Dense'
     """
     classifier = locate_classifier(model)
-    if classifier.is_detector:
+    if classifier.rebuilds_model:
         return without_frozen_channels(model, classifier)
     blocks = {layer.name: layer for layer in model.layers if isinstance(layer, ColumnBlockDense)}
 
@@ -270,7 +270,7 @@ def _check_label_maps(new_model: keras.Model, old_model: keras.Model) -> None:
 
 def _names_of(model: keras.Model) -> tuple[str, ...]:
     classifier = locate_classifier(model)
-    if classifier.is_detector:
+    if classifier.rebuilds_model:
         return detector_metadata(model, classifier).class_names
     return class_info(model).class_names
 
@@ -285,8 +285,9 @@ def _expand_detector(
         )
     if branch and classifier.layout != ANCHOR_MAJOR and classifier.layout != ANCHOR_BRANCHED:
         raise ValueError(
-            f"separate_branch=True applies to classifiers and RetinaNet; {model.name!r} is a "
-            f"{classifier.layout} detector (YOLOv8's class convs are part of its fused head)."
+            f"separate_branch=True applies to classifiers and RetinaNet; {model.name!r} has a "
+            f"{classifier.layout} class layer (YOLOv8's class convs are part of KerasCV's fused "
+            "head; a segmenter's logits conv has no class subnet of its own)."
         )
     if not branch:
         require_one_class_head(model, classifier, "expand_classes without separate_branch")

@@ -19,6 +19,10 @@ Detectors (KerasCV's, usually built by `tt.build_detector`):
 - YOLOv8 ("per_level"): one 1x1 conv per pyramid level,
   `yolo_v8_head_{1,2,3}_class_3_conv`, channel = class; a sigmoid follows.
 
+Segmenters (KerasCV DeepLabV3+ built by `tt.build_segmenter`, "per_pixel"):
+the 1x1 conv `segmentation_logits` inside `segmentation_head`, channel =
+class, followed by a softmax.
+
 Classifiers with class branches ("branched": `expand_classes(...,
 separate_branch=True)`, `tt.merge_heads`) concatenate the logits of several
 Dense layers in a `Concatenate` layer named `class_logits`; the columns are
@@ -41,6 +45,8 @@ CLASSIFIER_LAYERS = (keras.layers.Dense, ColumnBlockDense)
 ACTIVATION_LAYERS = (keras.layers.Activation, keras.layers.Softmax)
 PLAIN, ANCHOR_MAJOR, PER_LEVEL, BRANCHED = "plain", "anchor_major", "per_level", "branched"
 ANCHOR_BRANCHED = "anchor_major_branched"
+PER_PIXEL = "per_pixel"
+SEGMENTATION_LOGITS = "segmentation_logits"
 RETINANET_BRANCH_LAYER = "classification_head.branches.{index}.prediction_layer"
 RETINANET_CLASS_LAYER = "classification_head.prediction_layer"
 YOLOV8_CLASS_LAYER = "yolo_v8_head_{level}_class_3_conv"
@@ -59,8 +65,9 @@ class Classifier:
             class k), "anchor_major" (channel = anchor * num_classes + class),
             "per_level" (one plain layer per pyramid level, in `layers`),
             "branched" (the columns of the Dense layers in `layers`, one after
-            the other) or "anchor_major_branched" (RetinaNet class branches,
-            one class conv per branch in `layers`, joined anchor-major).
+            the other), "anchor_major_branched" (RetinaNet class branches,
+            one class conv per branch in `layers`, joined anchor-major) or
+            "per_pixel" (a segmenter's 1x1 logits conv, channel = class).
         builtin_activation: str or None. An activation inside `layer` itself
             (e.g. `Dense(90, activation="softmax")` in a foreign model).
         output_activation: str or None. The activation between the logits and the
@@ -101,6 +108,13 @@ class Classifier:
     @property
     def is_detector(self) -> bool:
         return self.layout in (ANCHOR_MAJOR, PER_LEVEL, ANCHOR_BRANCHED)
+
+    @property
+    def rebuilds_model(self) -> bool:
+        """Whether class operations rebuild the whole model (KerasCV detectors and
+        segmenters, whose class convs live inside their graph) rather than
+        replace the classification layer."""
+        return self.is_detector or self.layout == PER_PIXEL
 
     def channels(self, classes: Sequence[int], num_classes: int | None = None) -> np.ndarray:
         """Output channels holding `classes` (every anchor's, anchor-major) in a
@@ -195,6 +209,8 @@ def locate_classifier(model: keras.Model, layer: str | None = None) -> Classifie
     kind = detector_kind(model)
     if kind is not None:
         return _locate_detector_classifier(model, kind, layer)
+    if _is_segmenter(model):
+        return _locate_segmenter_classifier(model)
     names = [existing.name for existing in model.layers]
     if layer is not None and layer not in names:
         raise ValueError(
@@ -309,6 +325,30 @@ def detector_kind(model: keras.Model) -> str | None:
     if isinstance(model, keras_cv.models.YOLOV8Detector):
         return "yolov8"
     return None
+
+
+def _is_segmenter(model: keras.Model) -> bool:
+    keras_cv = sys.modules.get("keras_cv")
+    return keras_cv is not None and isinstance(model, keras_cv.models.segmentation.DeepLabV3Plus)
+
+
+def _locate_segmenter_classifier(model: keras.Model) -> Classifier:
+    head = model.segmentation_head
+    names = [layer.name for layer in head.layers]
+    if SEGMENTATION_LOGITS not in names:
+        raise ValueError(
+            f"Segmenter {model.name!r} has no {SEGMENTATION_LOGITS!r} conv in its head (layers "
+            f"{names}); KerasCV's own head ends in a softmax conv whose logits cannot be kept: "
+            "build it with tt.build_segmenter."
+        )
+    index = names.index(SEGMENTATION_LOGITS)
+    return Classifier(
+        layer=head.layers[index],
+        layout=PER_PIXEL,
+        builtin_activation=None,
+        output_activation="softmax",
+        references=(f"segmentation_head.layers.{index}",),
+    )
 
 
 def _locate_detector_classifier(model: keras.Model, kind: str, layer: str | None) -> Classifier:

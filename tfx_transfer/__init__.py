@@ -34,6 +34,7 @@ from tfx_transfer.metadata import ClassMetadata, TransferModel, class_info  # no
 from tfx_transfer.prediction import predict_images  # noqa: E402
 from tfx_transfer.run_dir import RunDirectory  # noqa: E402
 from tfx_transfer.saving import load_model  # noqa: E402
+from tfx_transfer.segmentation import build_segmenter  # noqa: E402
 from tfx_transfer.surgery import (  # noqa: E402
     ColumnBlockDense,
     drop_classes,
@@ -63,6 +64,7 @@ __all__ = [
     "build_backbone",
     "build_classifier",
     "build_detector",
+    "build_segmenter",
     "class_info",
     "coco_map",
     "cost_table",

@@ -20,6 +20,10 @@ keras-cv #2499). They return `boxes` [None, N, 4] (the detector's
 `labels` [None, N] class names and `num_detections` [None] int32; rows past
 `num_detections` are padding (class -1, label ""). N is the detector's
 `prediction_decoder.max_detections` (100 by default).
+
+Segmenters (`tt.build_segmenter`) get the same two signatures returning
+`class_ids` [None, H, W] int32 (the most probable class of each pixel) and
+`probabilities` [None, H, W, C]; class names are in the `labels.txt` asset.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import tensorflow as tf
 from tfx_transfer.metadata import class_info
 from tfx_transfer.surgery import merge_frozen
 from tfx_transfer.surgery.layers import ColumnBlockDense
-from tfx_transfer.surgery.locate import detector_kind
+from tfx_transfer.surgery.locate import detector_kind, is_segmenter
 
 PIXELS_SIGNATURE = "serving_default"
 BYTES_SIGNATURE = "serving_bytes"
@@ -51,6 +55,7 @@ LABELS_ASSET = "labels.txt"
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 TEMPORARY_PREFIX = ".tmp-"
 TOLERANCE = 1e-5
+CLASSIFIER, DETECTOR, SEGMENTER = "classifier", "detector", "segmenter"
 DETECTION_TOLERANCE = 1e-4
 
 
@@ -103,7 +108,7 @@ def export_saved_model(
             f"Version {version} already exists in {str(root)!r}; exported versions are never "
             f"overwritten. Pass version=None for the next free number ({_next_version(root)})."
         )
-    detector = detector_kind(model) is not None
+    kind = _kind(model)
     model = _without_column_blocks(model)
     names = _class_names(model, class_names)
     top_k = max(1, min(int(top_k), len(names)))
@@ -113,12 +118,12 @@ def export_saved_model(
         with tempfile.TemporaryDirectory() as scratch:
             labels_file = Path(scratch) / LABELS_ASSET
             labels_file.write_text("".join(f"{name}\n" for name in names))
-            archive = _archive(model, labels_file, top_k, detector=detector)
+            archive = _archive(model, labels_file, top_k, kind=kind)
             archive.write_out(str(temporary), verbose=False)
         if warmup:
             _write_warmup(temporary, model, root.name)
         if verify:
-            (verify_detector_export if detector else verify_export)(temporary, model)
+            (verify_detector_export if kind == DETECTOR else verify_export)(temporary, model)
         os.rename(temporary, target)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
@@ -203,8 +208,14 @@ def _image_size(model: keras.Model) -> tuple[int, int]:
     return int(height), int(width)
 
 
+def _kind(model: keras.Model) -> str:
+    if detector_kind(model) is not None:
+        return DETECTOR
+    return SEGMENTER if is_segmenter(model) else CLASSIFIER
+
+
 def _archive(
-    model: keras.Model, labels_file: Path, top_k: int, *, detector: bool = False
+    model: keras.Model, labels_file: Path, top_k: int, *, kind: str = "classifier"
 ) -> keras.export.ExportArchive:
     height, width = _image_size(model)
     table = tf.lookup.StaticHashTable(
@@ -219,11 +230,14 @@ def _archive(
     )
 
     def outputs(images):
-        if detector:
+        if kind == DETECTOR:
             from tfx_transfer.detection.export import detection_outputs
 
             return detection_outputs(model, images, table)
         probabilities = probabilities_of(model, images)
+        if kind == SEGMENTER:
+            class_ids = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+            return {"class_ids": class_ids, "probabilities": probabilities}
         scores, classes = tf.math.top_k(probabilities, k=top_k)
         labels = table.lookup(tf.cast(classes, tf.int64))
         return {

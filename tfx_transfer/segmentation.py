@@ -179,11 +179,6 @@ def rebuild_segmenter(
     return TransferDeepLabV3Plus.from_config(config)
 
 
-def is_segmenter(model: Any) -> bool:
-    """Whether `model` is a KerasCV DeepLabV3+ (ours or not)."""
-    return isinstance(model, keras_cv.models.segmentation.DeepLabV3Plus)
-
-
 def _resolve_backbone(backbone: Any, weights, input_shape) -> keras_cv.models.Backbone:
     if isinstance(backbone, str):
         if backbone in list_backbones() and not get_backbone_spec(backbone).features_aligned:

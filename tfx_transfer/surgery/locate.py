@@ -209,7 +209,7 @@ def locate_classifier(model: keras.Model, layer: str | None = None) -> Classifie
     kind = detector_kind(model)
     if kind is not None:
         return _locate_detector_classifier(model, kind, layer)
-    if _is_segmenter(model):
+    if is_segmenter(model):
         return _locate_segmenter_classifier(model)
     names = [existing.name for existing in model.layers]
     if layer is not None and layer not in names:
@@ -327,7 +327,9 @@ def detector_kind(model: keras.Model) -> str | None:
     return None
 
 
-def _is_segmenter(model: keras.Model) -> bool:
+def is_segmenter(model: keras.Model) -> bool:
+    """Whether `model` is a KerasCV DeepLabV3+ (ours or not); like `detector_kind`,
+    without importing KerasCV."""
     keras_cv = sys.modules.get("keras_cv")
     return keras_cv is not None and isinstance(model, keras_cv.models.segmentation.DeepLabV3Plus)
 

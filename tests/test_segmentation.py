@@ -132,3 +132,17 @@ def test_save_load_and_export_round_trip(tmp_path, base):
     from_bytes = exported.signatures["serving_bytes"](image_bytes=tf.stack([png]))
     assert from_bytes["class_ids"].shape == (1, 64, 64)
     assert (path / "assets" / "labels.txt").read_text().split() == [*NAMES, "kite"]
+
+
+def test_evaluate_reports_iou_of_old_and_new_classes_against_the_reference(base):
+    expanded = tt.expand_classes(base, new_class_names=["kite"], freeze_old=True)
+    x, y = images(2), masks(classes=4)
+    report = tt.evaluate(expanded, (x, y), reference=base)
+    assert isinstance(report, tt.SegmentationReport)
+    assert report.old_classes == 3 and report.class_names == [*NAMES, "kite"]
+    assert report.num_pixels == int((y != 255).sum())
+    assert report.old_mean_iou is not None and report.reference_old_mean_iou is not None
+    assert report.old_mean_iou_change == pytest.approx(
+        report.old_mean_iou - report.reference_old_mean_iou
+    )
+    assert "mean_iou" in str(report)

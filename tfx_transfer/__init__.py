@@ -35,6 +35,7 @@ from tfx_transfer.prediction import predict_images  # noqa: E402
 from tfx_transfer.run_dir import RunDirectory  # noqa: E402
 from tfx_transfer.saving import load_model  # noqa: E402
 from tfx_transfer.segmentation import build_segmenter  # noqa: E402
+from tfx_transfer.segmentation_metrics import SegmentationReport, evaluate_segmenter  # noqa: E402
 from tfx_transfer.surgery import (  # noqa: E402
     ColumnBlockDense,
     drop_classes,
@@ -58,6 +59,7 @@ __all__ = [
     "LabelMap",
     "ModelCost",
     "RunDirectory",
+    "SegmentationReport",
     "TransferModel",
     "WeightsUnavailableError",
     "block_boundaries",
@@ -74,6 +76,7 @@ __all__ = [
     "detection_predictions",
     "drop_classes",
     "evaluate_detector",
+    "evaluate_segmenter",
     "evaluate",
     "expand_classes",
     "export_saved_model",

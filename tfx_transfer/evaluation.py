@@ -12,6 +12,8 @@ import numpy as np
 from tfx_transfer.detection_metrics import DetectionReport, evaluate_detector, is_detection_data
 from tfx_transfer.metadata import class_info, class_steps
 from tfx_transfer.report import Report
+from tfx_transfer.segmentation_metrics import SegmentationReport, evaluate_segmenter
+from tfx_transfer.surgery.locate import is_segmenter
 
 
 @dataclasses.dataclass
@@ -73,12 +75,13 @@ def evaluate(
     *,
     reference: keras.Model | None = None,
     old_classes: int | Sequence[str] | None = None,
-) -> EvaluationReport | DetectionReport:
+) -> EvaluationReport | DetectionReport | SegmentationReport:
     """Evaluates a classifier, and for an expanded one its old and new classes apart.
 
     For a detector on detection data (a `tt.data.DetectionData`, whose test
     split is used, or a dataset of `{"images", "bounding_boxes"}` batches) it
-    returns `tt.evaluate_detector`'s COCO mAP report instead.
+    returns `tt.evaluate_detector`'s COCO mAP report instead, and for a
+    segmenter (`tt.build_segmenter`) `tt.evaluate_segmenter`'s IoU report.
 
     Args:
         model: a classifier; its output columns are its classes.
@@ -99,6 +102,8 @@ def evaluate(
     """
     if is_detection_data(data):
         return evaluate_detector(model, data, reference=reference, old_classes=old_classes)
+    if is_segmenter(model):
+        return evaluate_segmenter(model, data, reference=reference, old_classes=old_classes)
     metadata = class_info(model)
     outputs, labels, reference_outputs = _predict_all(model, data, reference)
     num_classes = outputs.shape[1]

@@ -21,6 +21,14 @@ from tfx_transfer.data.manifest import manifest
 from tfx_transfer.data.pipeline import ImageData, UnusableImagesError, to_one_hot
 from tfx_transfer.data.relabel import align_labels
 from tfx_transfer.data.replay import select_exemplars
+from tfx_transfer.data.segmentation import (
+    SegmentationData,
+    augment_segmentation,
+    mask_folder,
+    synthetic_segmentation,
+    synthetic_segmentation_arrays,
+    tfds_segmentation,
+)
 from tfx_transfer.data.tfds_source import DatasetUnavailableError, tfds
 
 __all__ = [
@@ -30,11 +38,13 @@ __all__ = [
     "DetectionData",
     "DroppedBoxes",
     "ImageData",
+    "SegmentationData",
     "UnusableImagesError",
     "align_labels",
     "arrays",
     "augment",
     "augment_detection",
+    "augment_segmentation",
     "augmentation_layers",
     "class_statistics",
     "class_weights",
@@ -42,13 +52,17 @@ __all__ = [
     "count_degenerate",
     "image_folder",
     "manifest",
+    "mask_folder",
     "resample",
     "select_exemplars",
     "shapes",
     "synthetic_detection",
     "synthetic_detection_arrays",
+    "synthetic_segmentation",
+    "synthetic_segmentation_arrays",
     "tfds",
     "tfds_detection",
+    "tfds_segmentation",
     "to_one_hot",
     "voc_detection",
 ]

@@ -66,7 +66,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Add 2 classes to a segmenter.")
     parser.add_argument("--tiny", action="store_true", help="tiny settings for a smoke test")
     args = parser.parse_args()
-    old_images, new_images, test_images, epochs = (8, 8, 4, 1) if args.tiny else (480, 240, 64, 12)
+    old_images, new_images, test_images, epochs = (4, 4, 2, 1) if args.tiny else (480, 240, 64, 12)
     started = time.time()
     keras.utils.set_random_seed(0)
 

@@ -74,6 +74,10 @@ class KeepChannels(keras.constraints.Constraint):
         self.mask = [(j % period) in frozen for j in range(channels)]
 
     def __call__(self, w):
+        if all(self.mask):
+            # A whole frozen layer (a RetinaNet class branch): the snapshot itself. An all-true
+            # `where` is rewritten by TF's graph optimizer in compiled `fit` and lets updates through.
+            return ops.cast(self.snapshot, w.dtype)
         mask = ops.convert_to_tensor(self.mask)
         return ops.where(mask, ops.cast(self.snapshot, w.dtype), w)
 

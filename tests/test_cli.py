@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import tfx_transfer as tt
+from tfx_transfer.cli import main
 from tfx_transfer.data import shapes
 from tfx_transfer.run_config import load_run_config
 
@@ -49,6 +50,22 @@ def cli(*args, cwd):
         timeout=600,
         env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
+
+
+@pytest.fixture
+def in_process(tmp_path, monkeypatch, capsys):
+    """Runs a command through `tfx_transfer.cli.main` in this process, in tmp_path, and returns
+    what `cli` returns: no new Python and TensorFlow for the checks of a command's output (the
+    tests that use `cli` cover the entry point, `sys.exit(main())`, and its exit statuses). An
+    exception, which would print a traceback, fails the test."""
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args):
+        status = main([str(arg) for arg in args])
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(args, status, out, err)
+
+    return run
 
 
 def assert_user_error(result, *fragments, status=2):
@@ -97,9 +114,11 @@ def test_train_writes_the_run_directory_and_exports(tmp_path):
         (("model:\n", "model:\n  load: base\n"), ["exactly one of model.load"]),
     ],
 )
-def test_bad_configs_name_the_line_and_key_without_a_traceback(tmp_path, change, fragments):
+def test_bad_configs_name_the_line_and_key_without_a_traceback(
+    tmp_path, in_process, change, fragments
+):
     (tmp_path / "bad.yaml").write_text(TINY_CONFIG.replace(*change))
-    assert_user_error(cli("train", "bad.yaml", cwd=tmp_path), "bad.yaml", *fragments)
+    assert_user_error(in_process("train", "bad.yaml"), "bad.yaml", *fragments)
 
 
 def test_missing_config_and_missing_files(tmp_path):
@@ -160,13 +179,14 @@ def test_expand_evaluate_export_predict_lr_find(workspace):
     assert "suggested learning rate" in result.stdout
     assert (workspace / "lr_find.png").read_bytes()[:8] == PNG
 
-    result = cli("expand", "base", "x.keras", "--new-classes", "kite", "--init", "imprint",
-                 cwd=workspace)  # fmt: skip
+
+def test_imprint_without_examples_is_a_user_error(in_process):
+    result = in_process("expand", "base", "x.keras", "--new-classes", "kite", "--init", "imprint")
     assert_user_error(result, "--init imprint needs --examples", status=1)
 
 
-def test_backbones_table_and_version(tmp_path):
-    result = cli("backbones", cwd=tmp_path)
+def test_backbones_table_and_version(tmp_path, in_process):
+    result = in_process("backbones")
     assert result.returncode == 0, result.stderr[-2000:]
     rows = result.stdout.strip().splitlines()
     assert rows[0].split()[:4] == ["name", "default", "min", "params"]

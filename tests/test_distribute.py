@@ -10,7 +10,9 @@ import tensorflow as tf
 
 from tfx_transfer.training.distribute import resolve_strategy
 
-SCRIPT = textwrap.dedent(
+# One fresh process runs both scripts below (starting it, importing TensorFlow and setting up
+# the two logical CPUs is much of their cost); each prints the lines its test checks.
+SETUP = textwrap.dedent(
     """
     import numpy as np, tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
@@ -21,6 +23,14 @@ SCRIPT = textwrap.dedent(
     import tfx_transfer as tt
     from tfx_transfer.training import Stage
 
+    # One strategy for both: a second MirroredStrategy over the same devices in one process
+    # would reuse its collective instance keys.
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    """
+)
+
+SCRIPT = textwrap.dedent(
+    """
     def builder():
         keras.utils.set_random_seed(0)
         return tt.build_classifier(
@@ -37,7 +47,6 @@ SCRIPT = textwrap.dedent(
             discriminative_factor=0.5,
         )
     ]
-    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     assert mirrored.num_replicas_in_sync == 2
     one, _ = tt.fine_tune(builder, data, stages=stages, verbose=0)
     two, _ = tt.fine_tune(builder(), data, stages=stages, strategy=mirrored, verbose=0)
@@ -49,13 +58,22 @@ SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.slow
-def test_mirrored_strategy_on_two_logical_cpus_matches_one_device():
+@pytest.fixture(scope="module")
+def two_cpus_stdout():
+    """The stdout of SCRIPT and SYNC_BATCHNORM_SCRIPT, run after SETUP in one process."""
     result = subprocess.run(
-        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=600
+        [sys.executable, "-c", SETUP + SCRIPT + SYNC_BATCHNORM_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    line = next(line for line in result.stdout.splitlines() if line.startswith("DIFFERENCE"))
+    return result.stdout
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_on_two_logical_cpus_matches_one_device(two_cpus_stdout):
+    line = next(line for line in two_cpus_stdout.splitlines() if line.startswith("DIFFERENCE"))
     _, difference, _, moved = line.split()
     assert float(moved) > 1e-3  # training really changed the weights
     assert float(difference) <= 1e-5
@@ -74,15 +92,6 @@ def test_strategy_resolution():
 
 SYNC_BATCHNORM_SCRIPT = textwrap.dedent(
     """
-    import numpy as np, tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
-    )
-    import keras
-    import tfx_transfer as tt
-    from tfx_transfer.training import Stage
-
     def builder():
         keras.utils.set_random_seed(0)
         backbone = keras.Sequential(
@@ -105,7 +114,6 @@ SYNC_BATCHNORM_SCRIPT = textwrap.dedent(
         [rng.uniform(0, 100, (8, 16, 16, 3)), rng.uniform(100, 255, (8, 16, 16, 3))]
     ).astype("float32")
     data = tf.data.Dataset.from_tensor_slices((images, np.arange(16) % 3)).batch(16)
-    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
     def variance(model):
         return model.get_layer("tiny_backbone").get_layer("bn").moving_variance.numpy()
@@ -125,12 +133,8 @@ SYNC_BATCHNORM_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_synchronized_batchnorm_matches_one_device_statistics():
-    result = subprocess.run(
-        [sys.executable, "-c", SYNC_BATCHNORM_SCRIPT], capture_output=True, text=True, timeout=600
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    lines = [line.split() for line in result.stdout.splitlines() if line.startswith("SYNC")]
+def test_synchronized_batchnorm_matches_one_device_statistics(two_cpus_stdout):
+    lines = [line.split() for line in two_cpus_stdout.splitlines() if line.startswith("SYNC")]
     (_, _, per_replica, _), (_, _, synchronized, left_on) = lines
     assert float(per_replica) > 1e-4  # per-replica statistics differ from the global batch's
     assert float(synchronized) <= 1e-5  # synchronized ones match one device

@@ -52,7 +52,7 @@ def test_old_classes_by_name_and_errors():
     x, y = np.eye(3, dtype="float32"), np.array([0, 1, 2])
     assert tt.evaluate(model, (x, y)).old_accuracy is None
     assert tt.evaluate(model, (x, y), old_classes=["a"]).old_classes == 1
-    with pytest.raises(ValueError, match="must be the model's first classes"):
+    with pytest.raises(ValueError, match="must be the first class names, in order"):
         tt.evaluate(model, (x, y), old_classes=["b"])
     with pytest.raises(ValueError, match=r"index the model's 3 classes; found labels \[5\]"):
         tt.evaluate(model, (x, np.array([0, 1, 5])))

@@ -155,7 +155,9 @@ def coco_map(
         num_ground_truth=int(sum(c.size for _, c, _ in truth)),
         num_predictions=int(sum(c.size for _, c, _ in found)),
     )
-    old = _old_count(old_classes, names)
+    from tfx_transfer.metadata import old_class_count  # keras-free until needed
+
+    old = old_class_count(old_classes, names)
     if old is not None:
         report.old_classes = old
         report.old_map = _mean_or_none(list(per_class.values())[:old])
@@ -251,14 +253,14 @@ def evaluate_detector(
     >>> report.old_map_change
     -0.01
     """
-    from tfx_transfer.metadata import class_info, class_steps
+    from tfx_transfer.metadata import class_info, class_steps, expanded_from
 
     metadata = class_info(model)
     box_format = getattr(model, "bounding_box_format", "xywh")
     truth, found = detection_predictions(
         model, data, split=split, confidence_threshold=confidence_threshold
     )
-    old = old_classes if old_classes is not None else _expanded_from(metadata, reference)
+    old = old_classes if old_classes is not None else expanded_from(metadata, reference)
     report = coco_map(
         truth,
         found,
@@ -312,17 +314,6 @@ def is_detection_data(data: Any) -> bool:
         return True
     spec = getattr(data, "element_spec", None)
     return isinstance(spec, Mapping) and "bounding_boxes" in spec
-
-
-def _expanded_from(metadata, reference) -> int | None:
-    expansions = [h for h in metadata.history if h.get("operation") == "expand_classes"]
-    if expansions:
-        return int(expansions[-1]["old_classes"])
-    if reference is not None:
-        from tfx_transfer.metadata import class_info
-
-        return class_info(reference).num_classes
-    return None
 
 
 def _only_classes(per_image: dict[str, list], count: int) -> dict[str, list]:
@@ -468,19 +459,3 @@ def _mean(values) -> float:
 def _mean_or_none(values) -> float | None:
     present = [v for v in values if v is not None]
     return round(float(np.mean(present)), DECIMALS) if present else None
-
-
-def _old_count(old_classes, names: list[str]) -> int | None:
-    if old_classes is None:
-        return None
-    if isinstance(old_classes, int):
-        if not 0 < old_classes <= len(names):
-            raise ValueError(f"old_classes must be in 1..{len(names)}; got {old_classes}.")
-        return old_classes
-    given = list(old_classes)
-    if given != names[: len(given)]:
-        raise ValueError(
-            f"old_classes must be the first class names, in order; got {given[:5]}... but the "
-            f"classes start with {names[:5]}..."
-        )
-    return len(given)

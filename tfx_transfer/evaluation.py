@@ -10,7 +10,7 @@ import keras
 import numpy as np
 
 from tfx_transfer.detection_metrics import DetectionReport, evaluate_detector, is_detection_data
-from tfx_transfer.metadata import class_info, class_steps
+from tfx_transfer.metadata import class_info, class_steps, expanded_from, old_class_count
 from tfx_transfer.report import Report
 from tfx_transfer.segmentation_metrics import SegmentationReport, evaluate_segmenter
 from tfx_transfer.surgery.locate import is_segmenter
@@ -134,7 +134,9 @@ def evaluate(
         for step, names in steps.items():
             in_step = np.isin(labels, [index[name] for name in names])
             report.per_step[step] = _mean(predicted[in_step] == labels[in_step])
-    old = _old_count(old_classes, metadata, reference)
+    old = old_class_count(old_classes, metadata.class_names)
+    if old is None:
+        old = expanded_from(metadata, reference)
     if old is not None:
         is_old = labels < old
         report.old_classes = old
@@ -164,25 +166,6 @@ def _predict_all(model, data, reference):
         np.concatenate(labels).astype(np.int64),
         np.concatenate(reference_outputs) if reference is not None else None,
     )
-
-
-def _old_count(old_classes, metadata, reference) -> int | None:
-    if old_classes is not None:
-        if isinstance(old_classes, int):
-            return old_classes
-        names = list(old_classes)
-        if names != list(metadata.class_names[: len(names)]):
-            raise ValueError(
-                f"old_classes must be the model's first classes, in order; got {names[:5]}... "
-                f"but the model starts with {list(metadata.class_names[:5])}..."
-            )
-        return len(names)
-    expansions = [h for h in metadata.history if h.get("operation") == "expand_classes"]
-    if expansions:
-        return int(expansions[-1]["old_classes"])
-    if reference is not None:
-        return class_info(reference).num_classes
-    return None
 
 
 def _per_class(confusion: np.ndarray, names) -> dict[str, dict[str, float]]:

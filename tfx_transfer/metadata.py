@@ -198,6 +198,51 @@ def class_steps(metadata: ClassMetadata) -> dict[str, tuple[str, ...]]:
     return steps
 
 
+def expanded_from(metadata: ClassMetadata, reference: Any = None) -> int | None:
+    """How many classes the model had before its last expansion (from its history),
+    else the `reference` model's class count, else None.
+
+    Example:
+
+    >>> expanded_from(tt.class_info(tt.expand_classes(base, 2)))
+    90
+    """
+    expansions = [h for h in metadata.history if h.get("operation") == "expand_classes"]
+    if expansions:
+        return int(expansions[-1]["old_classes"])
+    if reference is not None:
+        return class_info(reference).num_classes
+    return None
+
+
+def old_class_count(
+    old_classes: int | Sequence[str] | None, class_names: Sequence[str]
+) -> int | None:
+    """`old_classes` (a count, or the first class names in order) as a count, checked
+    against `class_names`; None stays None.
+
+    Example:
+
+    >>> old_class_count(["cat", "dog"], ["cat", "dog", "owl"])
+    2
+    """
+    names = [str(name) for name in class_names]
+    if old_classes is None:
+        return None
+    if isinstance(old_classes, int) or hasattr(old_classes, "__index__"):
+        count = int(old_classes)
+        if not 0 < count <= len(names):
+            raise ValueError(f"old_classes must be in 1..{len(names)}; got {old_classes}.")
+        return count
+    given = [str(name) for name in old_classes]
+    if given != names[: len(given)]:
+        raise ValueError(
+            f"old_classes must be the first class names, in order; got {given[:5]}... but the "
+            f"classes start with {names[:5]}..."
+        )
+    return len(given)
+
+
 def _output_width(model: keras.Model) -> int:
     outputs = model.outputs
     if len(outputs) != 1 or outputs[0].shape[-1] is None:

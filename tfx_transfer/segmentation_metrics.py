@@ -18,7 +18,12 @@ from typing import Any
 import keras
 import numpy as np
 
-from tfx_transfer.metadata import ClassMetadata, class_info, class_steps
+from tfx_transfer.metadata import (
+    class_info,
+    class_steps,
+    expanded_from,
+    old_class_count,
+)
 from tfx_transfer.report import Report, fmt
 
 IGNORE_INDEX = 255
@@ -176,7 +181,7 @@ def segmentation_report(
         num_images=int(num_images),
         num_pixels=total,
     )
-    old = _old_count(old_classes, names)
+    old = old_class_count(old_classes, names)
     if old is not None:
         report.old_classes = old
         report.old_mean_iou = _mean(ious[:old])
@@ -251,7 +256,7 @@ def evaluate_segmenter(
         num_images += len(masks)
     if num_images == 0:
         raise ValueError("evaluate_segmenter got no images.")
-    old = old_classes if old_classes is not None else _expanded_from(metadata, reference)
+    old = old_classes if old_classes is not None else expanded_from(metadata, reference)
     report = segmentation_report(
         confusion, metadata.class_names, old_classes=old, num_images=num_images
     )
@@ -332,28 +337,3 @@ def _ious(confusion: np.ndarray) -> list[float | None]:
 def _mean(values: Sequence[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return float(np.mean(present)) if present else None
-
-
-def _expanded_from(metadata: ClassMetadata, reference: Any) -> int | None:
-    expansions = [h for h in metadata.history if h.get("operation") == "expand_classes"]
-    if expansions:
-        return int(expansions[-1]["old_classes"])
-    if reference is not None:
-        return class_info(reference).num_classes
-    return None
-
-
-def _old_count(old_classes: int | Sequence[str] | None, names: list[str]) -> int | None:
-    if old_classes is None:
-        return None
-    if isinstance(old_classes, (int, np.integer)):
-        if not 0 < old_classes <= len(names):
-            raise ValueError(f"old_classes must be in 1..{len(names)}; got {old_classes}.")
-        return int(old_classes)
-    given = [str(name) for name in old_classes]
-    if given != names[: len(given)]:
-        raise ValueError(
-            f"old_classes must be the first class names, in order; got {given[:5]}... but the "
-            f"classes start with {names[:5]}..."
-        )
-    return len(given)

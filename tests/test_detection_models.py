@@ -179,7 +179,8 @@ def test_errors_name_the_backbone_the_arch_and_what_works():
     assert "xception" not in message and "inception_resnet_v2" not in message
     assert "inception_v3" not in aligned_backbones() and "resnet50" in aligned_backbones()
     with pytest.raises(
-        ValueError, match=r"Unknown detector arch 'ssd'; choose one of \['retinanet', 'yolov8'\]"
+        ValueError,
+        match=r"Unknown detector arch 'ssd'; choose one of \['retinanet', 'yolov8', 'faster_rcnn'\]",
     ):
         build_detector("ssd", "resnet50", 3, weights=None)
     with pytest.raises(ValueError, match=r"multiples of 32 .* got \[100\]"):
@@ -188,6 +189,8 @@ def test_errors_name_the_backbone_the_arch_and_what_works():
         detector("yolov8", class_names=["a", "b"])
     with pytest.raises(TypeError, match="backbone must be a registry name"):
         build_detector("yolov8", keras.Sequential([keras.Input(SHAPE)]), 3)
+    with pytest.raises(ValueError, match=r"Unknown arguments for yolov8: \['head_units'\]"):
+        detector("yolov8", head_units=64)
 
 
 @pytest.mark.parametrize("arch", ["retinanet", "yolov8"])

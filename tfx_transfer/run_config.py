@@ -27,7 +27,7 @@ import yaml
 
 from tfx_transfer.training.config import FineTuneConfig
 
-DETECTORS = ("retinanet", "yolov8")
+DETECTORS = ("retinanet", "yolov8", "faster_rcnn")
 CLASSIFICATION_SOURCES = ("image_folder", "manifest", "tfds", "shapes")
 DETECTION_SOURCES = ("coco", "voc", "tfds_detection", "synthetic_detection")
 INITIALISERS = ("glorot_uniform", "zeros", "mean", "imprint")
@@ -45,7 +45,7 @@ class ModelConfig:
         load: a `.keras` file to start from, or "base" for the shipped 90-class
             base model. Give either `load` or `backbone`.
         backbone: a registry backbone (`tfx-transfer backbones`) for a new model.
-        detector: None for a classifier, or "retinanet" / "yolov8".
+        detector: None for a classifier, or "retinanet" / "yolov8" / "faster_rcnn".
         weights: "imagenet", a weights file, or null (random).
         input_size: int. Square input size; default the backbone's.
         hidden_units: Dense layers of a new classifier's head.

@@ -1,7 +1,9 @@
-"""Object detection: KerasCV RetinaNet and YOLOv8 on registry or KerasCV backbones.
+"""Object detection: KerasCV RetinaNet and YOLOv8, and our two-stage Faster R-CNN
+(built from KerasCV's anchor, proposal and box utilities), on registry or KerasCV
+backbones.
 
-Every KerasCV import of the toolkit lives in this package, so that KerasHub's
-detectors can replace KerasCV's without touching the rest.
+Every KerasCV import of the toolkit lives in this package (and segmentation.py),
+so that KerasHub's detectors can replace KerasCV's without touching the rest.
 
 Example:
 
@@ -13,13 +15,19 @@ Example:
 
 from tfx_transfer.detection.backbone_adapter import PyramidBackbone, aligned_backbones
 from tfx_transfer.detection.build import ARCHITECTURES, build_detector, rebuild_detector
+from tfx_transfer.detection.class_nms import PerClassNonMaxSuppression
+from tfx_transfer.detection.faster_rcnn import TransferFasterRCNN
 from tfx_transfer.detection.freezing import FrozenChannels
 from tfx_transfer.detection.models import TransferRetinaNet, TransferYOLOV8Detector
+from tfx_transfer.detection.roi_align import ROIAlign
 
 __all__ = [
     "ARCHITECTURES",
     "FrozenChannels",
+    "PerClassNonMaxSuppression",
     "PyramidBackbone",
+    "ROIAlign",
+    "TransferFasterRCNN",
     "TransferRetinaNet",
     "TransferYOLOV8Detector",
     "aligned_backbones",

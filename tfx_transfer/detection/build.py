@@ -1,4 +1,5 @@
-"""`build_detector`: KerasCV RetinaNet / YOLOv8 on registry or KerasCV backbones."""
+"""`build_detector`: KerasCV RetinaNet / YOLOv8, or our Faster R-CNN, on registry or
+KerasCV backbones."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import keras
 import keras_cv
 
 from tfx_transfer.backbones import freeze_batchnorm, list_backbones
+from tfx_transfer.detection import models
 from tfx_transfer.detection.backbone_adapter import (
     DETECTION_LEVELS,
     PyramidBackbone,
@@ -16,11 +18,13 @@ from tfx_transfer.detection.backbone_adapter import (
     check_aligned,
     check_detector_input_shape,
 )
+from tfx_transfer.detection.faster_rcnn import TransferFasterRCNN
 from tfx_transfer.detection.freezing import FrozenChannels
-from tfx_transfer.detection.models import DETECTOR_CLASSES, all_layers, default_metadata
+from tfx_transfer.detection.models import all_layers, default_metadata
 from tfx_transfer.metadata import ClassMetadata
 from tfx_transfer.weights import Weights
 
+DETECTOR_CLASSES = {**models.DETECTOR_CLASSES, "faster_rcnn": TransferFasterRCNN}
 ARCHITECTURES = tuple(DETECTOR_CLASSES)
 DEFAULT_SIZE = 512
 
@@ -40,8 +44,10 @@ def build_detector(
     class_names: Sequence[str] | None = None,
     freeze_backbone: bool = True,
     anchor_sizes: Sequence[float] | None = None,
+    **options: Any,
 ) -> keras.Model:
-    """Builds a KerasCV object detector (RetinaNet or YOLOv8) on an ImageNet backbone.
+    """Builds an object detector (KerasCV RetinaNet or YOLOv8, or our Faster R-CNN) on
+    an ImageNet backbone.
 
     The detector takes raw 0..255 RGB pixels (registry backbones embed their
     preprocessing) and trains with `fit` on KerasCV's format
@@ -52,7 +58,9 @@ def build_detector(
     mode. The class names travel with the model (`tt.class_info(detector)`).
 
     Args:
-        arch: str. "retinanet" or "yolov8".
+        arch: str. "retinanet", "yolov8" or "faster_rcnn" (two-stage, with a
+            1024-wide box classifier of num_classes + 1 columns, background first;
+            see `tfx_transfer.detection.faster_rcnn`).
         backbone: str or keras.Model. A name from `tt.list_backbones()` whose
             feature levels align (not Inception/Xception), a model from
             `tt.build_backbone`, or a KerasCV backbone instance
@@ -68,10 +76,15 @@ def build_detector(
         anchor_sizes: RetinaNet's anchor sizes in pixels on P3..P7. KerasCV's
             (32, 64, 128, 256, 512) suit 512 px and larger images; by default
             they shrink in proportion for smaller inputs (at 128 px: 8 .. 128),
-            so that small objects still match an anchor.
+            so that small objects still match an anchor. Faster R-CNN: any number
+            of sizes on its one level, (32, 64, 128, 256) at 512 px, shrunk alike.
+        **options: Faster R-CNN's other arguments (`feature_level`,
+            `feature_channels`, `head_units`, `roi_samples`, ...; see
+            `TransferFasterRCNN`).
 
     Returns:
-        A `TransferRetinaNet` or `TransferYOLOV8Detector` (KerasCV model subclasses).
+        A `TransferRetinaNet`, `TransferYOLOV8Detector` (KerasCV model subclasses)
+        or `TransferFasterRCNN`.
 
     Example:
 
@@ -92,20 +105,23 @@ def build_detector(
     )
     if len(names) != num_classes:
         raise ValueError(f"Got {len(names)} class_names for num_classes={num_classes}.")
-    metadata = default_metadata(num_classes, detector_class.logits_activation).replace(
-        class_names=names, class_ids=()
-    )
+    metadata = default_metadata(
+        num_classes, detector_class.logits_activation, multi_label=detector_class.multi_label
+    ).replace(class_names=names, class_ids=())
+    if options and arch != "faster_rcnn":
+        raise ValueError(f"Unknown arguments for {arch}: {sorted(options)}.")
 
     backbone_model = _resolve_backbone(backbone, weights, input_shape)
     backbone_model.trainable = not freeze_backbone
     freeze_batchnorm(backbone_model)
-    options = {}
     if arch == "retinanet":
         options["anchor_generator"] = _anchor_generator(
             backbone_model, bounding_box_format, anchor_sizes
         )
+    elif arch == "faster_rcnn":
+        options["anchor_sizes"] = _faster_rcnn_anchor_sizes(backbone_model, anchor_sizes)
     elif anchor_sizes is not None:
-        raise ValueError("anchor_sizes is for RetinaNet; YOLOv8 has no anchors.")
+        raise ValueError("anchor_sizes is for RetinaNet and Faster R-CNN; YOLOv8 has no anchors.")
     return detector_class(
         backbone=backbone_model,
         num_classes=num_classes,
@@ -126,6 +142,17 @@ def _anchor_generator(backbone: keras.Model, bounding_box_format: str, sizes):
         raise ValueError(f"anchor_sizes needs 5 positive sizes (P3..P7); got {list(sizes)}.")
     config["sizes"] = [float(size) for size in sizes]
     return keras_cv.layers.AnchorGenerator.from_config(config)
+
+
+def _faster_rcnn_anchor_sizes(backbone: keras.Model, sizes) -> tuple[float, ...]:
+    """Faster R-CNN's anchor sizes: (32, 64, 128, 256) at 512 px, in proportion below."""
+    if sizes is None:
+        side = min((d for d in backbone.input_shape[1:3] if d), default=KERAS_CV_ANCHOR_INPUT)
+        scale = min(1.0, side / KERAS_CV_ANCHOR_INPUT)
+        sizes = [size * scale for size in (32.0, 64.0, 128.0, 256.0)]
+    if not len(sizes) or min(sizes) <= 0:
+        raise ValueError(f"anchor_sizes needs positive sizes in pixels; got {list(sizes)}.")
+    return tuple(float(size) for size in sizes)
 
 
 def rebuild_detector(
@@ -173,7 +200,7 @@ def rebuild_detector(
 
 
 def detector_arch(model: keras.Model) -> str:
-    """The arch of a KerasCV detector (ours or KerasCV's own): "retinanet" or "yolov8".
+    """The arch of a detector (ours or KerasCV's own): "retinanet", "yolov8" or "faster_rcnn".
 
     Example:
 
@@ -184,9 +211,11 @@ def detector_arch(model: keras.Model) -> str:
         return "retinanet"
     if isinstance(model, keras_cv.models.YOLOV8Detector):
         return "yolov8"
+    if isinstance(model, TransferFasterRCNN):
+        return "faster_rcnn"
     raise TypeError(
         f"Model {model.name!r} ({type(model).__name__}) is not a KerasCV RetinaNet or "
-        "YOLOV8Detector; build detectors with tt.build_detector."
+        "YOLOV8Detector, nor a TransferFasterRCNN; build detectors with tt.build_detector."
     )
 
 

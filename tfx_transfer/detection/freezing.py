@@ -30,7 +30,10 @@ class FrozenChannels:
     Output channel `j` (last axis of kernel and bias) is frozen when
     `j % period` is one of `classes`: `period` is the number of classes of the
     layer, so this covers plain layouts (one block of classes) and anchor-major
-    ones (channel = anchor * period + class).
+    ones (channel = anchor * period + class). Layers with `leading` columns
+    before the classes (Faster R-CNN's background column, always frozen with
+    them) or `width` columns per class (its 4 box deltas) count
+    `(j - leading) // width` instead of `j`.
 
     Args:
         layer: str. The layer: a layer name of the model, or an attribute path
@@ -38,25 +41,54 @@ class FrozenChannels:
         period: int. Classes per anchor block.
         classes: tuple of int. The frozen classes (e.g. the 90 old ones after
             an expansion to 92, or all but the refined ones).
+        width: int. Columns per class.
+        leading: int. Columns before the first class's, frozen too.
 
     Example:
 
     >>> FrozenChannels("classification_head.prediction_layer", period=92, classes=range(90))
+    >>> FrozenChannels("box_regressor", period=92, classes=range(90), width=4)
     """
 
     layer: str
     period: int
     classes: tuple[int, ...]
+    width: int = 1
+    leading: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", tuple(int(c) for c in self.classes))
 
+    def frozen_mask(self, channels: int) -> list[bool]:
+        """Whether each of a layer's `channels` output channels is frozen.
+
+        >>> FrozenChannels("box_classifier", period=3, classes=(0,), leading=1).frozen_mask(4)
+        [True, True, False, False]
+        """
+        frozen = set(self.classes)
+        return [
+            j < self.leading or ((j - self.leading) // self.width) % self.period in frozen
+            for j in range(channels)
+        ]
+
     def get_config(self) -> dict[str, Any]:
-        return {"layer": self.layer, "period": self.period, "classes": list(self.classes)}
+        return {
+            "layer": self.layer,
+            "period": self.period,
+            "classes": list(self.classes),
+            "width": self.width,
+            "leading": self.leading,
+        }
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> FrozenChannels:
-        return cls(str(config["layer"]), int(config["period"]), tuple(config["classes"]))
+        return cls(
+            str(config["layer"]),
+            int(config["period"]),
+            tuple(config["classes"]),
+            int(config.get("width", 1)),
+            int(config.get("leading", 0)),
+        )
 
 
 class KeepChannels(keras.constraints.Constraint):
@@ -64,14 +96,12 @@ class KeepChannels(keras.constraints.Constraint):
 
     Example:
 
-    >>> kernel.constraint = KeepChannels(snapshot, period=5, classes=(0, 1, 2))
+    >>> kernel.constraint = KeepChannels(snapshot, [True, True, True, False, False])
     """
 
-    def __init__(self, snapshot: keras.Variable, period: int, classes: tuple[int, ...]) -> None:
+    def __init__(self, snapshot: keras.Variable, mask: list[bool]) -> None:
         self.snapshot = snapshot
-        channels = int(snapshot.shape[-1])
-        frozen = set(classes)
-        self.mask = [(j % period) in frozen for j in range(channels)]
+        self.mask = list(mask)
 
     def __call__(self, w):
         if all(self.mask):
@@ -125,7 +155,7 @@ def install(model: keras.Model, records: list[FrozenChannels]) -> list[keras.Var
                 dtype=variable.dtype,
             )
             snapshot.assign(variable)
-            variable.constraint = KeepChannels(snapshot, record.period, record.classes)
+            variable.constraint = KeepChannels(snapshot, record.frozen_mask(variable.shape[-1]))
             snapshots.append(snapshot)
     return snapshots
 

@@ -39,6 +39,7 @@ class ClassCarrier:
     constructor."""
 
     logits_activation: str | None = None  # activation of the raw class output
+    multi_label: bool = True  # classes scored independently (sigmoid), not by one softmax
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), **self._transfer_config()}
@@ -47,7 +48,9 @@ class ClassCarrier:
         if isinstance(class_metadata, Mapping):
             class_metadata = ClassMetadata.from_config(dict(class_metadata))
         if class_metadata is None:
-            class_metadata = default_metadata(self.num_classes, self.logits_activation)
+            class_metadata = default_metadata(
+                self.num_classes, self.logits_activation, multi_label=self.multi_label
+            )
         if class_metadata.num_classes != self.num_classes:
             raise ValueError(
                 f"Model {self.name!r} has {self.num_classes} classes but its class metadata "
@@ -107,7 +110,30 @@ class ClassCarrier:
         }
 
 
-class _TransferDetector(ClassCarrier):
+class CompileMemory:
+    """Keeps `compile`'s arguments (the live optimizer included) so that a saved
+    detector reloads compiled as it was (`get_compile_config` /
+    `compile_from_config`); `compile` calls `_remember_compile`."""
+
+    def _remember_compile(self, **arguments) -> None:
+        """Keeps `compile`'s arguments (the live optimizer) for `get_compile_config`."""
+        arguments["optimizer"] = self.optimizer
+        object.__setattr__(self, "_detector_compile_arguments", arguments)  # untracked
+
+    def get_compile_config(self) -> dict[str, Any] | None:
+        arguments = getattr(self, "_detector_compile_arguments", None)
+        if not self.compiled or arguments is None:
+            return None
+        return keras.saving.serialize_keras_object(arguments)
+
+    def compile_from_config(self, config: dict[str, Any]) -> None:
+        """Compiles a loaded detector as it was compiled when saved (optimizer state follows)."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.optimizer is not None and self.built:
+            self.optimizer.build(self.trainable_variables)
+
+
+class _TransferDetector(CompileMemory, ClassCarrier):
     """What both detector subclasses add to their KerasCV parent."""
 
     arch: str = ""
@@ -137,23 +163,6 @@ class _TransferDetector(ClassCarrier):
         }
         super().compile(**losses, **kwargs)
         self._remember_compile(**losses, **kwargs)
-
-    def _remember_compile(self, **arguments) -> None:
-        """Keeps `compile`'s arguments (the live optimizer) for `get_compile_config`."""
-        arguments["optimizer"] = self.optimizer
-        object.__setattr__(self, "_detector_compile_arguments", arguments)  # untracked
-
-    def get_compile_config(self) -> dict[str, Any] | None:
-        arguments = getattr(self, "_detector_compile_arguments", None)
-        if not self.compiled or arguments is None:
-            return None
-        return keras.saving.serialize_keras_object(arguments)
-
-    def compile_from_config(self, config: dict[str, Any]) -> None:
-        """Compiles a loaded detector as it was compiled when saved (optimizer state follows)."""
-        self.compile(**keras.saving.deserialize_keras_object(config))
-        if self.optimizer is not None and self.built:
-            self.optimizer.build(self.trainable_variables)
 
     def train_step(self, *args):
         return super().train_step(*args[:-1], _dense_boxes(args[-1]))
@@ -230,8 +239,11 @@ class TransferYOLOV8Detector(_TransferDetector, keras_cv.models.YOLOV8Detector):
 DETECTOR_CLASSES = {"retinanet": TransferRetinaNet, "yolov8": TransferYOLOV8Detector}
 
 
-def default_metadata(num_classes: int, activation: str | None) -> ClassMetadata:
-    """class_0, class_1, ...: independent (multi-label) classes, as detectors score them.
+def default_metadata(
+    num_classes: int, activation: str | None, *, multi_label: bool = True
+) -> ClassMetadata:
+    """class_0, class_1, ...: independent (multi-label) classes, as one-stage detectors
+    score them, or one softmax (`multi_label=False`, Faster R-CNN).
 
     Example:
 
@@ -239,7 +251,7 @@ def default_metadata(num_classes: int, activation: str | None) -> ClassMetadata:
     ('class_0', 'class_1')
     """
     names = ClassMetadata.default(num_classes).class_names
-    return ClassMetadata(names, activation=activation, multi_label=True)
+    return ClassMetadata(names, activation=activation, multi_label=multi_label)
 
 
 def all_layers(model: keras.Model) -> list[keras.layers.Layer]:

@@ -40,12 +40,14 @@ def rebuild_with_classes(
     frozen_classes: Sequence[int] = (),
     init: Any = None,
     bias_values: np.ndarray | None = None,
+    added_columns: np.ndarray | None = None,
 ) -> keras.Model:
     """A copy of detector `model` whose class `j` is its old class `sources[j]`.
 
     `sources[j] = None` marks an added class, initialised by `init` (a Keras
-    initializer, "zeros" or "mean" of the kept classes) with biases
-    `bias_values`. `frozen_classes` (new indices) are held fixed in training.
+    initializer, "zeros" or "mean" of the kept classes; "imprint" takes the
+    class layer's `added_columns`) with biases `bias_values`. `frozen_classes`
+    (new indices) are held fixed in training.
 
     Example:
 
@@ -55,8 +57,10 @@ def rebuild_with_classes(
     from tfx_transfer.detection import FrozenChannels
 
     frozen = [
-        FrozenChannels(reference, metadata.num_classes, tuple(frozen_classes))
-        for reference in classifier.references
+        FrozenChannels(reference, metadata.num_classes, tuple(frozen_classes), width, leading)
+        for reference, width, leading in zip(
+            classifier.references, classifier.widths, classifier.leading
+        )
         if len(frozen_classes)
     ]
     new_model = _rebuild(model, classifier, class_metadata=metadata, frozen_channels=frozen)
@@ -68,6 +72,7 @@ def rebuild_with_classes(
         sources=sources,
         init=init,
         bias_values=bias_values,
+        added_columns=added_columns,
     )
     return new_model
 
@@ -177,16 +182,27 @@ def _conv_kernel_and_bias_of(layer) -> tuple[np.ndarray, np.ndarray]:
 
 
 def copy_detector_weights(
-    old_model, new_model, old, new, *, sources=None, init=None, bias_values=None
+    old_model,
+    new_model,
+    old,
+    new,
+    *,
+    sources=None,
+    init=None,
+    bias_values=None,
+    added_columns=None,
 ) -> None:
     """Copies every weight of `old_model` into the rebuilt `new_model`.
 
-    Weights that keep their shape are copied as they are; the class convs get
+    Weights that keep their shape are copied as they are; the class layers get
     old class `sources[j]`'s channels as class `j` (default: the old classes
-    first, in order) and `init`/`bias_values` for added classes (`None`); other
-    resized weights (YOLOv8's inner class convs, max(classes, P3 width) wide)
-    get their old slice, with zero weights from new input channels to old
-    output channels. Frozen-channel snapshots are taken afterwards.
+    first, in order), their leading columns (Faster R-CNN's background) as
+    they are, and for added classes (`None`) `init`/`bias_values`, or
+    `added_columns` (imprinting) in the first class layer; box-delta layers
+    give added classes the mean of the kept classes' columns. Other resized
+    weights (YOLOv8's inner class convs, max(classes, P3 width) wide) get their
+    old slice, with zero weights from new input channels to old output
+    channels. Frozen-channel snapshots are taken afterwards.
     """
     if sources is None:
         sources = [*range(old.num_classes), *[None] * (new.num_classes - old.num_classes)]
@@ -210,26 +226,40 @@ def copy_detector_weights(
                 value = _carried(value, keras.ops.convert_to_numpy(n), o.path)
             n.assign(value)
     kept = [j for j, source in enumerate(sources) if source is not None]
-    old_channels = old.channels([sources[j] for j in kept])
-    new_channels = new.channels(kept)
-    added = new.channels([j for j, source in enumerate(sources) if source is None])
+    added_classes = [j for j, source in enumerate(sources) if source is None]
     weights = []
-    for (old_kernel, old_bias), layer in zip(old.level_weights(), new.layers):
-        kernel = _initial_kernel(init, tuple(layer.kernel.shape), old_kernel.dtype)
+    for index, ((old_kernel, old_bias), layer) in enumerate(zip(old.level_weights(), new.layers)):
+        old_channels = old.channels([sources[j] for j in kept], layer=index)
+        new_channels = new.channels(kept, layer=index)
+        added = new.channels(added_classes, layer=index)
+        boxes = new.widths[index] > 1
+        kernel = _initial_kernel(
+            None if boxes else init, tuple(layer.kernel.shape), old_kernel.dtype
+        )
         bias = np.zeros(tuple(layer.bias.shape), old_bias.dtype)
         inputs = min(old_kernel.shape[-2], kernel.shape[-2])
+        lead = new.leading[index]
+        kernel[..., :lead] = 0
+        kernel[..., :inputs, :lead] = old_kernel[..., :inputs, :lead]
+        bias[:lead] = old_bias[:lead]
         kernel[..., new_channels] = 0
         kernel[..., :inputs, new_channels] = old_kernel[..., :inputs, old_channels]
         bias[new_channels] = old_bias[old_channels]
         if len(added):
-            if init == "mean":  # each anchor's added classes: the mean of its kept classes
-                per_anchor = kernel[..., new_channels].reshape(
-                    *kernel.shape[:-1], new.anchors, len(kept)
-                )
-                kernel[..., added] = np.repeat(
-                    per_anchor.mean(axis=-1, keepdims=True), len(added) // new.anchors, axis=-1
-                ).reshape(*kernel.shape[:-1], -1)
-            bias[added] = np.tile(bias_values, new.anchors)
+            if init == "mean" or boxes:  # the mean of the kept classes, anchor by anchor
+                shape = (*kernel.shape[:-1], new.anchors, len(kept), new.widths[index])
+                mean = kernel[..., new_channels].reshape(shape).mean(axis=-2, keepdims=True)
+                repeated = np.repeat(mean, len(added_classes), axis=-2)
+                kernel[..., added] = repeated.reshape(*kernel.shape[:-1], -1)
+            if boxes:
+                per_class = bias[new_channels].reshape(new.anchors, len(kept), -1)
+                bias[added] = np.repeat(
+                    per_class.mean(axis=1, keepdims=True), len(added_classes), axis=1
+                ).reshape(-1)
+            else:
+                bias[added] = np.tile(bias_values, new.anchors)
+            if added_columns is not None and index == 0:
+                kernel[..., added] = added_columns
         weights.append((kernel, bias))
     new.assign_levels(weights)
     new_model.refresh_frozen_snapshots()
@@ -253,15 +283,20 @@ def check_restorable(new_model, old_model, new: Classifier, old: Classifier) -> 
 def restore_detector(new_model, old_model, new: Classifier, old: Classifier) -> keras.Model:
     """`tt.restore_old_classes` for detectors: the old class channels copied back."""
     classes = range(old.num_classes)
-    old_channels, new_channels = old.channels(classes), new.channels(classes)
     weights = []
-    for (old_kernel, old_bias), (kernel, bias) in zip(old.level_weights(), new.level_weights()):
+    for index, ((old_kernel, old_bias), (kernel, bias)) in enumerate(
+        zip(old.level_weights(), new.level_weights())
+    ):
+        old_channels = old.channels(classes, layer=index)
+        new_channels = new.channels(classes, layer=index)
         inputs = old_kernel.shape[-2]
         if kernel.shape[:-2] != old_kernel.shape[:-2] or kernel.shape[-2] < inputs:
             raise ValueError(
                 f"Class kernel {kernel.shape} of {new_model.name!r} cannot hold the "
                 f"{old_kernel.shape} kernel of {old_model.name!r}."
             )
+        lead = new.leading[index]
+        kernel[..., :inputs, :lead], bias[:lead] = old_kernel[..., :lead], old_bias[:lead]
         kernel[..., new_channels] = 0
         kernel[..., :inputs, new_channels] = old_kernel[..., old_channels]
         bias[new_channels] = old_bias[old_channels]
@@ -273,7 +308,7 @@ def restore_detector(new_model, old_model, new: Classifier, old: Classifier) -> 
 
 
 def _initial_kernel(init, shape: tuple[int, ...], dtype) -> np.ndarray:
-    if init in (None, "zeros", "mean"):
+    if init in (None, "zeros", "mean", "imprint"):  # "mean", "imprint": filled in by the caller
         return np.zeros(shape, dtype)
     return keras.ops.convert_to_numpy(keras.initializers.get(init)(shape)).astype(dtype)
 

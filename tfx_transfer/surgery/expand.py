@@ -20,12 +20,19 @@ from tfx_transfer.surgery.detectors import (
     restore_detector,
     without_frozen_channels,
 )
-from tfx_transfer.surgery.initializers import KERNEL_INITS, embed_examples, new_biases, new_columns
+from tfx_transfer.surgery.initializers import (
+    KERNEL_INITS,
+    embed_box_examples,
+    embed_examples,
+    new_biases,
+    new_columns,
+)
 from tfx_transfer.surgery.layers import ColumnBlockDense
 from tfx_transfer.surgery.locate import (
     ANCHOR_BRANCHED,
     ANCHOR_MAJOR,
     BRANCHED,
+    TWO_STAGE,
     Classifier,
     locate_classifier,
 )
@@ -73,8 +80,10 @@ def expand_classes(
             Detectors keep their plain class convs and hold the old channels
             fixed by a variable constraint that writes them back after every
             optimizer update (works with `fit`, any optimizer, and survives saving).
-        examples: mapping new class name -> a few images (uint8 arrays or
-            paths), needed by `init="imprint"` (classifiers only).
+        examples: for `init="imprint"`: mapping new class name -> a few images
+            (uint8 arrays or paths); for Faster R-CNN -> (images [n, H, W, 3],
+            boxes [n, 4] in its box format, one example box per image), whose
+            box-head features are imprinted into the box classifier.
         separate_branch: bool. Give the new classes their own copy of the class
             subnet (initialised from it) and a fresh classification layer; the
             old subnet and classes are frozen whatever `freeze_old` says, so the
@@ -90,8 +99,11 @@ def expand_classes(
     old channel a*N+c becomes a*(N+k)+c; YOLOv8: the first N channels of each
     level's class conv). When YOLOv8's inner class convs widen (N + k above the
     P3 width) their old slices are copied and the new inputs feed the old
-    channels with zero weights. Raw class outputs for the old classes
-    (`detector(images)`) are unchanged.
+    channels with zero weights. Faster R-CNN's box classifier grows from
+    features x (N + 1) to features x (N + k + 1) (column 0 stays background)
+    and its class-major box regressor from 4N to 4(N + k) columns; the new
+    classes' box deltas start as the mean of the old classes'. Raw class
+    outputs for the old classes (`detector(images)`) are unchanged.
 
     Example:
 
@@ -278,10 +290,15 @@ def _names_of(model: keras.Model) -> tuple[str, ...]:
 def _expand_detector(
     model, classifier, count, new_class_names, init, bias_init, freeze_old, examples, branch
 ) -> keras.Model:
-    if init == "imprint" or examples:
+    two_stage = classifier.layout == TWO_STAGE
+    if (init == "imprint" or examples) and not two_stage:
         raise ValueError(
-            'init="imprint" (and examples=) apply to classifiers; for detectors use '
-            '"glorot_uniform" (or another Keras initializer), "zeros" or "mean".'
+            'init="imprint" (and examples=) apply to classifiers and Faster R-CNN; for other '
+            'detectors use "glorot_uniform" (or another Keras initializer), "zeros" or "mean".'
+        )
+    if init == "imprint" and not examples:
+        raise ValueError(
+            'init="imprint" needs examples={new class name: (images, boxes)}, one box per image.'
         )
     if branch and classifier.layout != ANCHOR_MAJOR and classifier.layout != ANCHOR_BRANCHED:
         raise ValueError(
@@ -294,7 +311,19 @@ def _expand_detector(
     metadata = detector_metadata(model, classifier)
     names = _new_names(metadata, count, new_class_names)
     old_count = metadata.num_classes
-    old_bias = np.concatenate([bias for _, bias in classifier.level_weights()])
+    level_weights = classifier.level_weights()
+    old_bias = np.concatenate(
+        [
+            bias[lead:]
+            for (_, bias), lead, width in zip(level_weights, classifier.leading, classifier.widths)
+            if width == 1  # class scores, not box deltas
+        ]
+    )
+    added_columns = None
+    if init == "imprint":
+        embeddings = embed_box_examples(model, examples, names)
+        class_kernel = level_weights[0][0][:, classifier.leading[0] :]
+        added_columns = new_columns("imprint", class_kernel, len(names), embeddings=embeddings)
     if branch:
         branch_metadata = _expanded_metadata(
             metadata, names, init, bias_init, True, layout=classifier.layout, separate_branch=True
@@ -325,6 +354,7 @@ def _expand_detector(
         frozen_classes=range(old_count) if freeze_old else (),
         init=init,
         bias_values=new_biases(bias_init, old_bias, len(names)),
+        added_columns=added_columns,
     )
 
 

@@ -81,16 +81,46 @@ def embed_examples(
     embedder: keras.Model, examples: Mapping[str, Any], class_names: Sequence[str]
 ) -> list[np.ndarray]:
     """Embeddings (examples x features) of each class's example images, in `class_names` order."""
-    missing = [name for name in class_names if name not in examples]
-    extra = [name for name in examples if name not in class_names]
-    if missing or extra:
-        raise ValueError(
-            "examples must map each new class name to a few images; "
-            f"missing: {missing}, not new classes: {extra}."
-        )
+    _check_example_names(examples, class_names, "a few images")
     size = tuple(embedder.input_shape[1:3])
     result = []
     for name in class_names:
         images = load_images(examples[name], size)
         result.append(np.asarray(embedder.predict(images, verbose=0), np.float64))
     return result
+
+
+def embed_box_examples(
+    detector: keras.Model, examples: Mapping[str, Any], class_names: Sequence[str]
+) -> list[np.ndarray]:
+    """Box-head features (examples x features) of each class's example boxes, in
+    `class_names` order: `examples[name]` is (images [n, H, W, 3], boxes [n, 4] in
+    the detector's box format, one box per image).
+
+    Example:
+
+    >>> embed_box_examples(faster_rcnn, {"kite": (images, boxes)}, ["kite"])[0].shape
+    (4, 1024)
+    """
+    _check_example_names(examples, class_names, "(images, boxes) with one box per image")
+    result = []
+    for name in class_names:
+        images, boxes = (np.asarray(part, np.float32) for part in examples[name])
+        if images.ndim != 4 or boxes.shape != (len(images), 4):
+            raise ValueError(
+                f"examples[{name!r}] must be (images [n, H, W, 3], boxes [n, 4]), one box per "
+                f"image; got images {images.shape} and boxes {boxes.shape}."
+            )
+        features = detector.roi_features(images, boxes[:, None, :])
+        result.append(np.asarray(features[:, 0, :], np.float64))
+    return result
+
+
+def _check_example_names(examples: Mapping[str, Any], class_names, what: str) -> None:
+    missing = [name for name in class_names if name not in examples]
+    extra = [name for name in examples if name not in class_names]
+    if missing or extra:
+        raise ValueError(
+            f"examples must map each new class name to {what}; "
+            f"missing: {missing}, not new classes: {extra}."
+        )

@@ -19,6 +19,11 @@ Detectors (KerasCV's, usually built by `tt.build_detector`):
 - YOLOv8 ("per_level"): one 1x1 conv per pyramid level,
   `yolo_v8_head_{1,2,3}_class_3_conv`, channel = class; a sigmoid follows.
 
+- Faster R-CNN ("two_stage", `tt.build_detector("faster_rcnn", ...)`): the
+  Dense `box_classifier` (features -> classes + 1: column 0 background, class
+  k in column k + 1; logits, a softmax follows) and the Dense `box_regressor`
+  (features -> 4 x classes, class-major: class k's deltas in columns 4k..4k+3).
+
 Segmenters (KerasCV DeepLabV3+ built by `tt.build_segmenter`, "per_pixel"):
 the 1x1 conv `segmentation_logits` inside `segmentation_head`, channel =
 class, followed by a softmax.
@@ -46,10 +51,12 @@ ACTIVATION_LAYERS = (keras.layers.Activation, keras.layers.Softmax)
 PLAIN, ANCHOR_MAJOR, PER_LEVEL, BRANCHED = "plain", "anchor_major", "per_level", "branched"
 ANCHOR_BRANCHED = "anchor_major_branched"
 PER_PIXEL = "per_pixel"
+TWO_STAGE = "two_stage"
 SEGMENTATION_LOGITS = "segmentation_logits"
 RETINANET_BRANCH_LAYER = "classification_head.branches.{index}.prediction_layer"
 RETINANET_CLASS_LAYER = "classification_head.prediction_layer"
 YOLOV8_CLASS_LAYER = "yolo_v8_head_{level}_class_3_conv"
+FASTER_RCNN_CLASSIFIER, FASTER_RCNN_REGRESSOR = "box_classifier", "box_regressor"
 RETINANET_PRIOR = 0.01  # focal-loss prior probability of RetinaNet's class biases
 
 
@@ -67,7 +74,8 @@ class Classifier:
             "branched" (the columns of the Dense layers in `layers`, one after
             the other), "anchor_major_branched" (RetinaNet class branches,
             one class conv per branch in `layers`, joined anchor-major) or
-            "per_pixel" (a segmenter's 1x1 logits conv, channel = class).
+            "per_pixel" (a segmenter's 1x1 logits conv, channel = class) or
+            "two_stage" (Faster R-CNN's box classifier and box regressor, in `layers`).
         builtin_activation: str or None. An activation inside `layer` itself
             (e.g. `Dense(90, activation="softmax")` in a foreign model).
         output_activation: str or None. The activation between the logits and the
@@ -78,6 +86,9 @@ class Classifier:
             or an attribute path such as "classification_head.prediction_layer".
         default_bias: the bias init new classes get by default: "zeros", or a
             prior probability (RetinaNet's focal-loss prior 0.01).
+        leading: per layer of `layers`, the columns before the first class's
+            (Faster R-CNN's background column: 1); default 0 each.
+        widths: per layer, the columns of each class (4 for box deltas); default 1 each.
     """
 
     layer: keras.layers.Layer
@@ -88,12 +99,18 @@ class Classifier:
     anchors: int = 1
     references: tuple[str, ...] = ()
     default_bias: str | float = "zeros"
+    leading: tuple[int, ...] = ()
+    widths: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.layers:
             object.__setattr__(self, "layers", (self.layer,))
         if not self.references:
             object.__setattr__(self, "references", (self.layer.name,))
+        if not self.leading:
+            object.__setattr__(self, "leading", (0,) * len(self.layers))
+        if not self.widths:
+            object.__setattr__(self, "widths", (1,) * len(self.layers))
 
     @property
     def num_classes(self) -> int:
@@ -103,11 +120,13 @@ class Classifier:
             return sum(int(layer.units) for layer in self.layers)
         if self.layout == ANCHOR_BRANCHED:
             return sum(int(layer.filters) for layer in self.layers) // self.anchors
+        if self.layout == TWO_STAGE:
+            return int(self.layer.units) - self.leading[0]
         return int(self.layer.filters) // self.anchors
 
     @property
     def is_detector(self) -> bool:
-        return self.layout in (ANCHOR_MAJOR, PER_LEVEL, ANCHOR_BRANCHED)
+        return self.layout in (ANCHOR_MAJOR, PER_LEVEL, ANCHOR_BRANCHED, TWO_STAGE)
 
     @property
     def rebuilds_model(self) -> bool:
@@ -116,17 +135,24 @@ class Classifier:
         replace the classification layer."""
         return self.is_detector or self.layout == PER_PIXEL
 
-    def channels(self, classes: Sequence[int], num_classes: int | None = None) -> np.ndarray:
-        """Output channels holding `classes` (every anchor's, anchor-major) in a
-        layer of this layout with `num_classes` classes (default: this one's).
+    def channels(
+        self, classes: Sequence[int], num_classes: int | None = None, layer: int = 0
+    ) -> np.ndarray:
+        """Output channels holding `classes` (every anchor's, anchor-major; each
+        class's `widths[layer]` columns) in the `layer`-th class layer of this
+        layout with `num_classes` classes (default: this one's).
 
         >>> retinanet_classifier.channels([0, 1], num_classes=5)   # 9 anchors
         array([ 0,  1,  5,  6, 10, 11, ...])
+        >>> faster_rcnn_classifier.channels([1], layer=1)          # box deltas of class 1
+        array([4, 5, 6, 7])
         """
-        width = self.num_classes if num_classes is None else int(num_classes)
+        count = self.num_classes if num_classes is None else int(num_classes)
+        width = self.widths[layer]
         classes = np.asarray(list(classes), dtype=np.int64)
-        anchor_starts = np.arange(self.anchors, dtype=np.int64)[:, None] * width
-        return (anchor_starts + classes[None, :]).reshape(-1)
+        anchor_starts = np.arange(self.anchors, dtype=np.int64)[:, None, None] * count * width
+        columns = classes[None, :, None] * width + np.arange(width, dtype=np.int64)[None, None]
+        return self.leading[layer] + (anchor_starts + columns).reshape(-1)
 
     def level_weights(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """(kernel, bias) of every classification layer, as numpy arrays.
@@ -136,7 +162,7 @@ class Classifier:
         """
         if self.layout == PLAIN:
             return [self.kernel_and_bias()]
-        if self.layout == BRANCHED:
+        if self.layout in (BRANCHED, TWO_STAGE):
             return [dense_kernel_and_bias(layer) for layer in self.layers]
         return [_conv_kernel_and_bias(layer) for layer in self.layers]
 
@@ -149,7 +175,7 @@ class Classifier:
             (kernel, bias), *_ = weights
             self.assign(kernel, bias)
             return
-        if self.layout == BRANCHED:
+        if self.layout in (BRANCHED, TWO_STAGE):
             for layer, (kernel, bias) in zip(self.layers, weights):
                 assign_dense(layer, kernel, bias)
             return
@@ -162,14 +188,14 @@ class Classifier:
         """Full kernel (features x classes) and bias (classes,) as numpy arrays
         (for detectors: the first classification layer's conv kernel and bias)."""
         self._check_single_layer()
-        if self.layout != PLAIN:
+        if self.layout not in (PLAIN, TWO_STAGE):
             return _conv_kernel_and_bias(self.layer)
         return dense_kernel_and_bias(self.layer)
 
     def assign(self, kernel: np.ndarray, bias: np.ndarray) -> None:
         """Writes a full kernel and bias back into the layer."""
         self._check_single_layer()
-        if self.layout != PLAIN:
+        if self.layout not in (PLAIN, TWO_STAGE):
             self.layer.kernel.assign(kernel)
             if self.layer.use_bias:
                 self.layer.bias.assign(bias)
@@ -307,10 +333,11 @@ def _activation_name(layer: keras.layers.Layer) -> str | None:
 
 
 def detector_kind(model: keras.Model) -> str | None:
-    """The kind of a KerasCV detector (ours or not): "retinanet", "yolov8"; else None.
+    """The kind of a detector: "retinanet", "yolov8" (KerasCV's, ours or not),
+    "faster_rcnn" (ours); else None.
 
-    Looks KerasCV up in `sys.modules` instead of importing it: a model can only
-    be a KerasCV detector when KerasCV is loaded.
+    Looks the detector modules up in `sys.modules` instead of importing them: a
+    model can only be a detector when they are loaded.
 
     Example:
 
@@ -324,6 +351,9 @@ def detector_kind(model: keras.Model) -> str | None:
         return "retinanet"
     if isinstance(model, keras_cv.models.YOLOV8Detector):
         return "yolov8"
+    two_stage = sys.modules.get("tfx_transfer.detection.faster_rcnn")
+    if two_stage is not None and isinstance(model, two_stage.TransferFasterRCNN):
+        return "faster_rcnn"
     return None
 
 
@@ -369,6 +399,17 @@ def _locate_detector_classifier(model: keras.Model, kind: str, layer: str | None
                 RETINANET_BRANCH_LAYER.format(index=index) for index in range(len(convs))
             ),
             default_bias=RETINANET_PRIOR,
+        )
+    elif kind == "faster_rcnn":
+        located = Classifier(
+            layer=model.box_classifier,
+            layout=TWO_STAGE,
+            builtin_activation=None,
+            output_activation="softmax",
+            layers=(model.box_classifier, model.box_regressor),
+            references=(FASTER_RCNN_CLASSIFIER, FASTER_RCNN_REGRESSOR),
+            leading=(1, 0),
+            widths=(1, 4),
         )
     elif kind == "retinanet":
         conv = model.classification_head.prediction_layer

@@ -60,9 +60,10 @@ SCRIPT = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def two_cpus_stdout():
-    """The stdout of SCRIPT and SYNC_BATCHNORM_SCRIPT, run after SETUP in one process."""
+    """The stdout of SCRIPT, SYNC_BATCHNORM_SCRIPT and FASTER_RCNN_SCRIPT, run after SETUP in
+    one process."""
     result = subprocess.run(
-        [sys.executable, "-c", SETUP + SCRIPT + SYNC_BATCHNORM_SCRIPT],
+        [sys.executable, "-c", SETUP + SCRIPT + SYNC_BATCHNORM_SCRIPT + FASTER_RCNN_SCRIPT],
         capture_output=True,
         text=True,
         timeout=600,
@@ -139,3 +140,48 @@ def test_synchronized_batchnorm_matches_one_device_statistics(two_cpus_stdout):
     assert float(per_replica) > 1e-4  # per-replica statistics differ from the global batch's
     assert float(synchronized) <= 1e-5  # synchronized ones match one device
     assert left_on == "False"  # the layers are plain again after the stage
+
+
+FASTER_RCNN_SCRIPT = textwrap.dedent(
+    """
+    def faster_rcnn():
+        keras.utils.set_random_seed(0)
+        return tt.build_detector(
+            "faster_rcnn", "mobilenet_v3_small", 2, weights=None, input_shape=(64, 64, 3),
+            feature_channels=16, head_units=32, roi_samples=32, train_proposals=16,
+            test_proposals=16,
+        )
+
+    # Both replicas get the same two scenes, so each replica's normalised loss equals the whole
+    # batch's, and at this size every anchor and ROI is sampled: two replicas must take exactly
+    # one device's step (the losses are divided by the replicas before the gradients add up).
+    scenes = tt.data.synthetic_detection(
+        2, image_size=64, classes=["red_circle", "blue_triangle"], batch_size=2
+    )
+    half = next(iter(scenes.train))
+    batch = {
+        "images": tf.concat([half["images"]] * 2, 0),
+        "bounding_boxes": {k: tf.concat([v] * 2, 0) for k, v in half["bounding_boxes"].items()},
+    }
+    trained = []
+    for scope in (tf.distribute.get_strategy(), mirrored):
+        with scope.scope():
+            detector = faster_rcnn()
+            detector.compile(optimizer=keras.optimizers.SGD(0.1))
+        detector.fit(tf.data.Dataset.from_tensors(batch), epochs=1, verbose=0)
+        trained.append(detector.trainable_weights)
+    one, two = trained
+    difference = max(float(np.max(np.abs(a.numpy() - b.numpy()))) for a, b in zip(one, two))
+    start = faster_rcnn().trainable_weights
+    moved = max(float(np.max(np.abs(a.numpy() - b.numpy()))) for a, b in zip(one, start))
+    print(f"FASTER_RCNN {difference} {moved}")
+    """
+)
+
+
+@pytest.mark.slow
+def test_faster_rcnn_on_two_replicas_takes_one_devices_step(two_cpus_stdout):
+    line = next(line for line in two_cpus_stdout.splitlines() if line.startswith("FASTER_RCNN"))
+    _, difference, moved = line.split()
+    assert float(moved) > 1e-3  # the step changed the weights
+    assert float(difference) <= 1e-6

@@ -27,6 +27,28 @@ def test_mixed_bfloat16_builds_under_the_policy_and_keeps_logits_float32():
     assert model.jit_compile is False
 
 
+def test_faster_rcnn_trains_under_mixed_bfloat16_with_float32_class_and_box_layers():
+    data = tt.data.synthetic_detection(
+        4, image_size=64, classes=["red_circle", "blue_triangle"], batch_size=4
+    )
+    model, history = tt.fine_tune(
+        lambda: tt.build_detector(
+            "faster_rcnn", "mobilenet_v3_small", 2, weights=None, input_shape=(64, 64, 3),
+            feature_channels=16, head_units=32, roi_samples=16, train_proposals=16,
+        ),
+        data,
+        stages=[Stage(train="head", epochs=1)],
+        mixed_precision="mixed_bfloat16",
+        verbose=0,
+    )  # fmt: skip
+    assert model.get_layer("box_head_dense_1").compute_dtype == "bfloat16"
+    for name in ("box_classifier", "box_regressor"):
+        assert model.get_layer(name).compute_dtype == "float32"
+    assert model(np.zeros((1, 64, 64, 3), "float32"))["classification"].dtype == "float32"
+    assert all(np.isfinite(history[f"stage1_{loss}"]).all() for loss in ("loss", "box_loss"))
+    assert keras.config.dtype_policy().name == "float32"
+
+
 def test_precision_choices_and_errors():
     assert resolve_precision(None) == "float32"
     assert resolve_precision("auto") == "float32"  # no GPU here

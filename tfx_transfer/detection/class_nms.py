@@ -19,7 +19,7 @@ class PerClassNonMaxSuppression(keras.layers.Layer):
     """Boxes [B, R, C, 4] (y1, x1, y2, x2 pixels) and scores [B, R, C] -> KerasCV detections.
 
     Returns {"boxes" [B, N, 4] in `bounding_box_format`, "confidence" [B, N],
-    "classes" [B, N], "num_detections" [B]}, rows past `num_detections`
+    "classes" [B, N] int32, "num_detections" [B]}, rows past `num_detections`
     padded with -1, as KerasCV's decoders return them.
 
     Args:
@@ -70,7 +70,7 @@ class PerClassNonMaxSuppression(keras.layers.Layer):
         return {
             "boxes": tf.where(valid[..., None], boxes, -1.0),
             "confidence": tf.where(valid, classes_scores, -1.0),
-            "classes": tf.where(valid, classes, -1.0),
+            "classes": tf.cast(tf.where(valid, classes, -1.0), tf.int32),
             "num_detections": count,
         }
 

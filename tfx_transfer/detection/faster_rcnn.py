@@ -33,7 +33,7 @@ import tensorflow as tf
 
 from tfx_transfer.detection import two_stage_targets as targets
 from tfx_transfer.detection.class_nms import PerClassNonMaxSuppression
-from tfx_transfer.detection.models import ClassCarrier, CompileMemory, _dense_boxes
+from tfx_transfer.detection.models import ClassCarrier, CompileMemory, dense_boxes
 from tfx_transfer.detection.roi_align import ROIAlign
 
 BOX_CLASSIFIER, BOX_REGRESSOR = "box_classifier", "box_regressor"
@@ -385,7 +385,7 @@ class TransferFasterRCNN(CompileMemory, ClassCarrier, keras.Model):
 
     def _unpack(self, data):
         """(images, boxes in pixels (y1, x1, y2, x2), classes) from a KerasCV batch."""
-        data = _dense_boxes(data)
+        data = dense_boxes(data)
         if isinstance(data, Mapping):
             images, labels = data["images"], data["bounding_boxes"]
         else:

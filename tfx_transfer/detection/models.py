@@ -165,10 +165,10 @@ class _TransferDetector(CompileMemory, ClassCarrier):
         self._remember_compile(**losses, **kwargs)
 
     def train_step(self, *args):
-        return super().train_step(*args[:-1], _dense_boxes(args[-1]))
+        return super().train_step(*args[:-1], dense_boxes(args[-1]))
 
     def test_step(self, *args):
-        return super().test_step(*args[:-1], _dense_boxes(args[-1]))
+        return super().test_step(*args[:-1], dense_boxes(args[-1]))
 
 
 @keras.saving.register_keras_serializable(package="tfx_transfer")
@@ -265,8 +265,13 @@ def all_layers(model: keras.Model) -> list[keras.layers.Layer]:
     return list(model._flatten_layers(include_self=False, recursive=True))
 
 
-def _dense_boxes(data):
-    """The batch with ragged boxes padded to dense tensors (-1), as KerasCV's losses need."""
+def dense_boxes(data):
+    """The batch with ragged boxes padded to dense tensors (-1), as KerasCV's losses need.
+
+    Example:
+
+    >>> dense_boxes({"images": images, "bounding_boxes": ragged})["bounding_boxes"]["boxes"]
+    """
     if isinstance(data, dict) and "bounding_boxes" in data:
         return {**data, "bounding_boxes": keras_cv.bounding_box.to_dense(data["bounding_boxes"])}
     if isinstance(data, (tuple, list)) and len(data) >= 2 and isinstance(data[1], dict):

@@ -21,9 +21,10 @@ class ROIAlign(keras.layers.Layer):
     """Features of boxes: [B, H, W, C] features and [B, R, 4] boxes -> [B, R, S, S, C].
 
     Boxes are (y1, x1, y2, x2) in input-image pixels; the features are the
-    image's at `stride` pixels per cell. Each of the S x S output cells is
-    the average of 2 x 2 bilinear samples (half-pixel aligned, "aligned=True"
-    in Detectron2's terms). Boxes partly outside the image sample zeros there.
+    image's at `stride` pixels per cell. Each of the S x S output bins is
+    the average of 2 x 2 bilinear samples at the centres of its quarters
+    (half-pixel aligned, "aligned=True" in Detectron2's terms). Samples within
+    half a cell of the map's border read the border cell; farther out, zeros.
 
     Args:
         output_size: int. S, the output side (7 in Faster R-CNN).
@@ -49,21 +50,28 @@ class ROIAlign(keras.layers.Layer):
         features = tf.cast(features, tf.float32)
         boxes = tf.cast(boxes, tf.float32)
         batch, rois = tf.shape(boxes)[0], tf.shape(boxes)[1]
-        height = tf.cast(tf.shape(features)[1], tf.float32)
-        width = tf.cast(tf.shape(features)[2], tf.float32)
-        # crop_and_resize's coordinate 0 is the centre of the first cell, 1 that of the last.
-        cells = boxes / float(self.stride) - 0.5
-        scale = tf.stack([height - 1.0, width - 1.0, height - 1.0, width - 1.0])
-        normalized = cells / tf.maximum(scale, 1.0)
-        box_indices = tf.repeat(tf.range(batch), rois)
-        samples = tf.image.crop_and_resize(
-            features,
+        samples = 2 * self.output_size
+        # Sample points at the centres of a 2S x 2S grid over the box (crop_and_resize puts
+        # its first and last samples on the box edges: shrink the box by half a step).
+        corners = tf.reshape(boxes, [batch, rois, 2, 2])
+        half_step = (corners[:, :, 1:] - corners[:, :, :1]) / (2.0 * samples)
+        corners = tf.concat([corners[:, :, :1] + half_step, corners[:, :, 1:] - half_step], 2)
+        # Feature cell c covers pixels [c, c + 1) x stride; crop_and_resize indexes cell centres.
+        # One replicated cell around the map clamps samples in the outer half cells to the
+        # border, as ROIAlign does (without it they would read zeros).
+        padded = tf.pad(features, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
+        cells = tf.reshape(corners, [batch, rois, 4]) / float(self.stride) + 0.5
+        height = tf.cast(tf.shape(padded)[1] - 1, tf.float32)
+        width = tf.cast(tf.shape(padded)[2] - 1, tf.float32)
+        normalized = cells / tf.stack([height, width, height, width])
+        pooled = tf.image.crop_and_resize(
+            padded,
             tf.reshape(normalized, [-1, 4]),
-            box_indices,
-            [2 * self.output_size, 2 * self.output_size],
+            tf.repeat(tf.range(batch), rois),
+            [samples, samples],
             method="bilinear",
         )
-        pooled = tf.nn.avg_pool2d(samples, ksize=2, strides=2, padding="VALID")
+        pooled = tf.nn.avg_pool2d(pooled, ksize=2, strides=2, padding="VALID")
         return tf.reshape(
             pooled,
             [batch, rois, self.output_size, self.output_size, features.shape[-1]],

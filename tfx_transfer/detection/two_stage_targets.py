@@ -143,7 +143,7 @@ def sample_rois(
     usable = tf.concat([valid, classes >= 0], axis=1)
     best_iou, box, label, _ = matched_boxes(candidates, boxes, classes)
     foreground = usable & (best_iou >= 0.5)
-    background = usable & (best_iou >= 0.0) & ~foreground
+    background = usable & ~foreground  # also every proposal of an image without boxes
     chosen = sample(foreground, background, count, 0.25, seed)
     priority = tf.cast(chosen, tf.float32) * 2.0 + tf.cast(foreground, tf.float32)
     total = tf.shape(candidates)[1]

@@ -104,6 +104,44 @@ def test_train_writes_the_run_directory_and_exports(tmp_path):
     assert tt.class_info(model).class_names == tuple(labels)
 
 
+DETECTOR_CONFIG = """\
+model:
+  detector: faster_rcnn
+  backbone: mobilenet_v3_small
+  weights: null
+  input_size: 64
+data:
+  source: synthetic_detection
+  classes: [red_circle, green_square]
+  num_images: 8
+  image_size: 64
+  batch_size: 4
+  validation_split: 0.25
+fine_tune:
+  stages:
+    - {train: head, epochs: 1, learning_rate: 0.001}
+export:
+  directory: saved/frcnn
+run:
+  root: runs
+  name: frcnn
+"""
+
+
+@pytest.mark.slow
+def test_train_a_faster_rcnn_from_yaml_reports_map_and_exports(tmp_path, in_process):
+    (tmp_path / "frcnn.yaml").write_text(DETECTOR_CONFIG)
+    result = in_process("train", "frcnn.yaml", "--quiet")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "runs" / "frcnn" / "report.json").read_text())["summary"]
+    assert summary["num_images"] == 2 and 0 <= summary["map50"] <= 1
+    labels = (tmp_path / "saved" / "frcnn" / "1" / "assets" / "labels.txt").read_text().split()
+    assert labels == ["red_circle", "green_square"]
+    model = tt.load_model(tmp_path / "runs" / "frcnn" / "model.keras")
+    assert isinstance(model, tt.detection.TransferFasterRCNN)
+    assert model.get_layer("box_classifier").kernel.shape == (1024, 3)
+
+
 @pytest.mark.parametrize(
     "change, fragments",
     [

@@ -22,19 +22,39 @@ NAMES = ["cat", "dog", "owl"]
 OUTPUTS = {"boxes", "scores", "classes", "labels", "num_detections"}
 
 
+# Faster R-CNN small (its defaults are a 1024-wide box head on 256 channels, for 512 px).
+OPTIONS = {
+    "faster_rcnn": {
+        "feature_channels": 16,
+        "head_units": 32,
+        "roi_samples": 16,
+        "train_proposals": 32,
+        "test_proposals": 16,
+    }
+}
+
+
 def confident_detector(arch, *, confident_class=1, expand=False):
     """A random detector whose class `confident_class` scores high everywhere, so that
     NMS keeps boxes (a random head alone scores below the decoders' thresholds)."""
     model = build_detector(
-        arch, "mobilenet_v3_small", 3, weights=None, input_shape=(SIZE, SIZE, 3), class_names=NAMES
+        arch,
+        "mobilenet_v3_small",
+        3,
+        weights=None,
+        input_shape=(SIZE, SIZE, 3),
+        class_names=NAMES,
+        **OPTIONS.get(arch, {}),
     )
     if expand:
         model = tt.expand_classes(model, new_class_names=["kite", "drone"], freeze_old=True)
     located = locate_classifier(model)
     rng = np.random.default_rng(confident_class)
-    for layer in located.layers:
+    for index, layer in enumerate(located.layers):
+        if located.widths[index] > 1:  # Faster R-CNN's box deltas keep their biases
+            continue
         bias = rng.normal(-4.0, 0.5, layer.bias.shape).astype("float32")
-        bias[located.channels([confident_class])] = 3.0
+        bias[located.channels([confident_class], layer=index)] = 3.0
         layer.bias.assign(bias)
     return model
 
@@ -94,7 +114,7 @@ def exported(tmp_path_factory):
     return export
 
 
-ARCHS = [("retinanet", True), ("yolov8", False)]  # (arch, expand)
+ARCHS = [("retinanet", True), ("yolov8", False), ("faster_rcnn", True)]  # (arch, expand)
 
 
 @pytest.fixture(scope="module")

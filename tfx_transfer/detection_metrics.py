@@ -294,18 +294,23 @@ def evaluate_detector(
 
 @contextlib.contextmanager
 def _decoder_threshold(model: Any, threshold: float | None):
-    """Temporarily a KerasCV detector's non-max suppression with another confidence threshold."""
+    """Temporarily another confidence threshold in a detector's non-max suppression.
+
+    The decoder's attribute changes and only `predict` is traced again: swapping
+    in another decoder layer would add a layer to the model, which makes its
+    next `fit` trace the train step again (seconds per evaluation)."""
     decoder = getattr(model, "prediction_decoder", None)
     if threshold is None or decoder is None or not hasattr(decoder, "confidence_threshold"):
         yield
         return
-    model.prediction_decoder = decoder.__class__.from_config(
-        {**decoder.get_config(), "confidence_threshold": float(threshold)}
-    )
+    previous = decoder.confidence_threshold
+    decoder.confidence_threshold = float(threshold)
+    model.predict_function = None  # traced again with the threshold
     try:
         yield
     finally:
-        model.prediction_decoder = decoder
+        decoder.confidence_threshold = previous
+        model.predict_function = None
 
 
 def is_detection_data(data: Any) -> bool:

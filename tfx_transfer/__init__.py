@@ -10,7 +10,7 @@ from tfx_transfer._backend import check_backend
 
 check_backend()
 
-from tfx_transfer import data, demo, detection, plots, training  # noqa: E402
+from tfx_transfer import data, demo, detection, plots, training, tuning  # noqa: E402
 from tfx_transfer.backbones import (  # noqa: E402
     block_boundaries,
     build_backbone,
@@ -47,6 +47,7 @@ from tfx_transfer.surgery import (  # noqa: E402
     restore_old_classes,
 )
 from tfx_transfer.training import fine_tune, lr_find  # noqa: E402
+from tfx_transfer.tuning import TuneResult, tune  # noqa: E402
 from tfx_transfer.weights import WeightsUnavailableError  # noqa: E402
 
 __version__ = "0.1.0"
@@ -61,6 +62,7 @@ __all__ = [
     "RunDirectory",
     "SegmentationReport",
     "TransferModel",
+    "TuneResult",
     "WeightsUnavailableError",
     "block_boundaries",
     "build_backbone",
@@ -96,4 +98,6 @@ __all__ = [
     "reorder_classes",
     "restore_old_classes",
     "training",
+    "tune",
+    "tuning",
 ]

@@ -2,6 +2,7 @@
 
     tfx-transfer demo                         the offline 90 -> 92 demo
     tfx-transfer train CONFIG.yaml            a run from a YAML config
+    tfx-transfer tune CONFIG.yaml             a hyperparameter search over its `tune` section
     tfx-transfer expand MODEL OUT --new-classes kite,drone [--separate-branch]
     tfx-transfer refine MODEL OUT --classes kite          only these classes' columns train
     tfx-transfer drop MODEL OUT --classes kite            remove classes
@@ -75,6 +76,12 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("config", help="the YAML config file")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(handler=_train)
+
+    tune = commands.add_parser("tune", help="search hyperparameters (the config's tune section)")
+    tune.add_argument("config", help="a YAML run config with a `tune` section")
+    tune.add_argument("--max-trials", type=int, help="override tune.max_trials")
+    tune.add_argument("--overwrite", action="store_true", help="start afresh, do not resume")
+    tune.set_defaults(handler=_tune)
 
     expand = commands.add_parser("expand", help="add classes to a saved model")
     expand.add_argument("model", help="a .keras model (or 'base' for the shipped base model)")
@@ -195,6 +202,25 @@ def _train(args) -> int:
     print(f"model: {result['model']}")
     if result["export"]:
         print(f"SavedModel for TF Serving: {result['export']}")
+    return 0
+
+
+def _tune(args) -> int:
+    from tfx_transfer.run_config import ConfigError, load_run_config
+    from tfx_transfer.tuning import tune
+
+    config = load_run_config(args.config)
+    if config.tune is None:
+        raise ConfigError(f"{args.config}: no `tune` section (its `space` says what to search)")
+    options = {"overwrite": True} if args.overwrite else {}
+    result = tune(config, max_trials=args.max_trials, **options)
+    if result is None:
+        print("worker: the chief's trials are done")
+        return 0
+    print(result.table(), end="")
+    print(f"best trial {result.best_trial}: {result.objective} = {result.best_value:.4f}")
+    print(f"best config: {result.best_yaml} (tfx-transfer train runs it)")
+    print(f"trials: {result.csv}, {result.markdown}; plot: {result.plot}")
     return 0
 
 

@@ -316,6 +316,46 @@ def plot_lr_find(result: Any, path: str | os.PathLike) -> Path:
     return write_atomically(path, result.plot)
 
 
+def plot_search(
+    trials: Sequence[Mapping[str, Any]],
+    objective: str,
+    keys: Sequence[str],
+    path: str | os.PathLike,
+) -> Path:
+    """A hyperparameter search: the objective by trial, then against each searched key
+    (one panel each; the best trial circled).
+
+    Example:
+
+    >>> tt.plots.plot_search(result.trials, "val_accuracy", result.keys, "search.png")
+    """
+    done = [t for t in trials if t.get(objective) is not None]
+    figure, axes = _figure_grid(1 + len(keys))
+    best = max(done, key=lambda t: t[objective]) if done else None
+    panels = [("trial", [int(t["trial"]) for t in done])]
+    panels += [(key, [t.get(key) for t in done]) for key in keys]
+    for axis, (name, xs) in zip(axes, panels):
+        ys = [t[objective] for t in done]
+        numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs)
+        positions = xs if numeric else [sorted(set(map(str, xs))).index(str(x)) for x in xs]
+        axis.scatter(positions, ys, color="tab:blue")
+        if best is not None:
+            index = done.index(best)
+            axis.scatter([positions[index]], [ys[index]], s=160, facecolors="none",
+                         edgecolors="tab:red", label="best")  # fmt: skip
+        if not numeric:
+            labels = sorted(set(map(str, xs)))
+            axis.set_xticks(range(len(labels)), labels)
+        elif name.endswith("learning_rate") and min(xs, default=1) > 0:
+            axis.set_xscale("log")
+        axis.set_xlabel(name)
+        axis.set_ylabel(objective)
+        axis.grid(alpha=0.3)
+    for axis in axes[len(panels) :]:
+        axis.set_visible(False)
+    return _save(figure, path)
+
+
 def write_atomically(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
     """Calls `write(temporary_path)` for a temporary file next to `path` (same
     suffix), then renames it to `path`; on failure the temporary file is removed

@@ -1,7 +1,7 @@
 """The YAML config of a `tfx-transfer train` run, validated with line numbers.
 
 A config has the sections `model`, `data`, `fine_tune` (a `FineTuneConfig`),
-and optionally `expand`, `export` and `run`. Every section is a frozen
+and optionally `expand`, `export`, `run` and `tune` (a search, `tfx-transfer tune`). Every section is a frozen
 dataclass; `load_run_config` reads the file with `yaml.safe_load`'s parser and
 raises `ConfigError` naming the file, the line, the key and what is allowed.
 
@@ -31,6 +31,8 @@ DETECTORS = ("retinanet", "yolov8", "faster_rcnn")
 CLASSIFICATION_SOURCES = ("image_folder", "manifest", "tfds", "shapes")
 DETECTION_SOURCES = ("coco", "voc", "tfds_detection", "synthetic_detection")
 INITIALISERS = ("glorot_uniform", "zeros", "mean", "imprint")
+ALGORITHMS = ("random", "bayesian", "hyperband")
+OBJECTIVES = ("val_accuracy", "val_map", "old_new_balance")
 
 
 class ConfigError(ValueError):
@@ -168,8 +170,46 @@ class RunSection:
 
 
 @dataclasses.dataclass(frozen=True)
+class TuneConfig:
+    """A hyperparameter search over this config (`tfx-transfer tune`, `tt.tune`).
+
+    Args:
+        space: dotted keys of this config -> ranges (see `tfx_transfer.tuning.space`).
+        algorithm: "random", "bayesian" or "hyperband" (KerasTuner's).
+        max_trials: int. Trials to run (Hyperband: its bracket budget decides).
+        objective: "val_accuracy" (classifiers), "val_map" (detectors) or
+            "old_new_balance" (expanded classifiers); default by model kind.
+        max_forgetting: float. The drop in old-class accuracy "old_new_balance"
+            accepts before it penalises a trial.
+        directory, name: where the trials and results go: `directory/name/`.
+        patience: int. Epochs without improvement before a stage stops early.
+        overwrite: bool. Start afresh instead of resuming an earlier search.
+    """
+
+    space: Mapping[str, Any]
+    algorithm: str = "random"
+    max_trials: int = 10
+    objective: str | None = None
+    max_forgetting: float = 0.0
+    directory: str = "tuning"
+    name: str = "search"
+    patience: int = 2
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"tune.algorithm={self.algorithm!r} is not one of {ALGORITHMS}")
+        if self.objective is not None and self.objective not in OBJECTIVES:
+            raise ValueError(f"tune.objective={self.objective!r} is not one of {OBJECTIVES}")
+        if self.max_trials < 1 or self.patience < 1:
+            raise ValueError("tune.max_trials and tune.patience must be at least 1")
+        if self.max_forgetting < 0:
+            raise ValueError(f"tune.max_forgetting={self.max_forgetting!r} must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
 class RunConfig:
-    """A whole `tfx-transfer train` run."""
+    """A whole `tfx-transfer train` run (and, with `tune`, a search over it)."""
 
     model: ModelConfig
     data: DataConfig
@@ -177,6 +217,7 @@ class RunConfig:
     expand: ExpandConfig | None = None
     export: ExportConfig | None = None
     run: RunSection = dataclasses.field(default_factory=RunSection)
+    tune: TuneConfig | None = None
 
     def __post_init__(self) -> None:
         if self.data.detection != (self.model.detector is not None):
@@ -210,6 +251,18 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     lines = _key_lines(node) if node is not None else {}
     return _build(RunConfig, data if data is not None else {}, (), _Where(path, lines))
+
+
+def config_from_dict(data: Mapping[str, Any], source: str = "config") -> RunConfig:
+    """A run config from plain data (as `RunConfig.to_dict` gives), validated like a file;
+    `ConfigError`s name `source` and the key.
+
+    Example:
+
+    >>> config_from_dict(config.to_dict()) == config
+    True
+    """
+    return _build(RunConfig, data, (), _Where(Path(source), {}))
 
 
 @dataclasses.dataclass

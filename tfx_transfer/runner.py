@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -53,45 +55,26 @@ def run_training(config: RunConfig, *, verbose: Any = "auto") -> dict[str, Any]:
     started = time.time()
     run = RunDirectory(config.run.root, config.run.name)
     run.write_config(config.to_dict())
-    keras.utils.set_random_seed(config.data.seed)
 
-    data = load_data(config.data)
+    data = load_seeded_data(config)
     timings["data_s"] = round(time.time() - started, 1)
-    model = load_or_build_model(config.model, data)
-    teacher = None
-    if config.expand is not None:
-        original = model
-        model = _expand(model, data, config)
-        teacher = original if config.expand.teacher else None
-    if not config.data.detection:
-        data = align_labels(data, class_info(model).class_names)
-    suggestion = None
-    if config.run.lr_find:
-        curve = lr_find(model, data.train, steps=LR_FIND_STEPS)  # restores the weights
-        plot_lr_find(curve, run.plots_dir / "lr_find.png")
-        suggestion = curve.suggestion
-
-    fine_tune_config = config.fine_tune
-    if fine_tune_config.checkpoint_dir is None:
-        fine_tune_config = dataclasses.replace(
-            fine_tune_config, checkpoint_dir=str(run.path / "state")
-        )
     clock = time.time()
-    model, history = fine_tune(
-        model,
+    trained = train_model(
+        config,
         data,
-        config=fine_tune_config,
-        teacher=teacher,
-        callbacks=run.callbacks(validation=data.validation is not None, model=model),
+        callbacks=lambda model: run.callbacks(validation=data.validation is not None, model=model),
+        checkpoint_dir=str(run.path / "state"),
+        lr_find_plot=run.plots_dir / "lr_find.png",
         verbose=verbose,
     )
+    model, history, teacher, data = trained.model, trained.history, trained.teacher, trained.data
     timings["fine_tune_s"] = round(time.time() - clock, 1)
 
     clock = time.time()
     held_out = data.test if data.test is not None else data.validation
     report = None
     if held_out is not None:
-        report = evaluate(model, _split_data(data, held_out), reference=teacher)
+        report = evaluate(model, split_data(data, held_out), reference=teacher)
     timings["evaluate_s"] = round(time.time() - clock, 1)
 
     final = merge_frozen(model) if not config.data.detection else model
@@ -112,7 +95,7 @@ def run_training(config: RunConfig, *, verbose: Any = "auto") -> dict[str, Any]:
         "model": str(model_path),
         "export": str(export_path) if export_path else None,
         "skipped_images": [list(entry) for entry in data.skipped],
-        "lr_find_suggestion": suggestion,
+        "lr_find_suggestion": trained.lr_find_suggestion,
     }
     report_path = run.write_report(evaluation=report, history=history, timings=timings, extra=extra)
     return {
@@ -123,6 +106,79 @@ def run_training(config: RunConfig, *, verbose: Any = "auto") -> dict[str, Any]:
         "summary": report.summary() if report is not None else {},
         "seconds": timings["total_s"],
     }
+
+
+@dataclasses.dataclass
+class TrainedModel:
+    """What `train_model` returns: the fine-tuned model, its history, the teacher
+    (the model before expansion, if any) and the data (labels aligned to the model)."""
+
+    model: keras.Model
+    history: dict[str, list[float]]
+    teacher: keras.Model | None
+    data: Any
+    lr_find_suggestion: float | None = None
+
+
+def train_model(
+    config: RunConfig,
+    data: Any,
+    *,
+    callbacks: Callable[[keras.Model], Sequence[keras.callbacks.Callback]] = lambda model: (),
+    checkpoint_dir: str | None = None,
+    lr_find_plot: Path | None = None,
+    verbose: Any = "auto",
+) -> TrainedModel:
+    """The model of `config` built (or loaded, and expanded) and fine-tuned on `data`.
+
+    The random seed is set from `config.data.seed` before the model is built;
+    with data from `load_seeded_data`, the same config trains the same model, in
+    `tfx-transfer train` as in a `tt.tune` trial.
+
+    Example:
+
+    >>> trained = train_model(config, load_seeded_data(config), verbose=0)
+    >>> trained.history["stage1_val_accuracy"]
+    """
+    keras.utils.set_random_seed(config.data.seed)
+    model = load_or_build_model(config.model, data)
+    teacher = None
+    if config.expand is not None:
+        original = model
+        model = _expand(model, data, config)
+        teacher = original if config.expand.teacher else None
+    if not config.data.detection:
+        data = align_labels(data, class_info(model).class_names)
+    suggestion = None
+    if config.run.lr_find:
+        curve = lr_find(model, data.train, steps=LR_FIND_STEPS)  # restores the weights
+        if lr_find_plot is not None:
+            plot_lr_find(curve, lr_find_plot)
+        suggestion = curve.suggestion
+    fine_tune_config = config.fine_tune
+    if fine_tune_config.checkpoint_dir is None and checkpoint_dir is not None:
+        fine_tune_config = dataclasses.replace(fine_tune_config, checkpoint_dir=checkpoint_dir)
+    model, history = fine_tune(
+        model,
+        data,
+        config=fine_tune_config,
+        teacher=teacher,
+        callbacks=callbacks(model),
+        verbose=verbose,
+    )
+    return TrainedModel(model, history, teacher, data, suggestion)
+
+
+def load_seeded_data(config: RunConfig):
+    """`load_data` after setting the random seed from `config.data.seed`: a data set's
+    seeded shuffling depends on TensorFlow's global seed when it is made.
+
+    Example:
+
+    >>> data = load_seeded_data(load_run_config("examples/configs/expand_90_to_92.yaml"))
+    """
+    keras.utils.set_random_seed(config.data.seed)
+    return load_data(config.data)
 
 
 def load_data(config: DataConfig):
@@ -237,8 +293,13 @@ def _examples(data, names) -> dict[str, Any]:
     return {name: np.stack(images) for name, images in found.items()}
 
 
-def _split_data(data, split):
-    """A split in the form `tt.evaluate` expects (detection keeps its DetectionData)."""
+def split_data(data, split):
+    """A split in the form `tt.evaluate` expects (detection keeps its DetectionData).
+
+    Example:
+
+    >>> tt.evaluate(model, split_data(data, data.validation))
+    """
     if hasattr(data, "bounding_box_format"):
         return dataclasses.replace(data, test=split)
     return split

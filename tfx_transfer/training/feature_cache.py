@@ -3,9 +3,15 @@
 When only the head trains and the backbone is frozen (and the data is not
 augmented), every epoch recomputes the same backbone features. Computing them
 once and training the head on them gives the same head, many times faster.
+Within `reuse_cached_features()` (a hyperparameter search), batches seen
+before by an extractor with the same weights reuse their features.
 """
 
 from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterator
 
 import keras
 import numpy as np
@@ -48,8 +54,15 @@ def cache_features(
     order, or, with `shuffle_seed`, reshuffled every epoch into batches of the
     original size."""
     features, labels = [], []
+    weights = _fingerprint(extractor.weights) if _reused is not None else None
     for images, batch_labels in tqdm(data, desc=description, leave=False):
-        features.append(extractor(images, training=False).numpy())
+        if weights is None:
+            features.append(extractor(images, training=False).numpy())
+        else:
+            key = (weights, _fingerprint([images]))
+            if key not in _reused:
+                _reused[key] = extractor(images, training=False).numpy()
+            features.append(_reused[key])
         labels.append(np.asarray(batch_labels))
     sizes = [len(f) for f in features]
     features, labels = np.concatenate(features), np.concatenate(labels)
@@ -60,6 +73,41 @@ def cache_features(
         .shuffle(len(labels), seed=shuffle_seed, reshuffle_each_iteration=True)
         .batch(sizes[0])
     )
+
+
+_reused: dict[tuple[str, str], np.ndarray] | None = None
+
+
+@contextlib.contextmanager
+def reuse_cached_features() -> Iterator[None]:
+    """Within this block, `cache_features` reuses the features of every batch it has
+    seen before with an extractor of the same weights (keyed by the bytes of both),
+    so the trials of a search that keep the backbone frozen compute them once.
+    The data is still read as before (its shuffling advances the same way).
+
+    Example:
+
+    >>> with reuse_cached_features():
+    ...     for learning_rate in (1e-3, 3e-3):
+    ...         tt.fine_tune(build(), data, stages=[Stage(cache_features=True,
+    ...                                                   learning_rate=learning_rate)])
+    """
+    global _reused
+    outer = _reused
+    _reused = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _reused = outer
+
+
+def _fingerprint(arrays) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    for array in arrays:
+        value = np.ascontiguousarray(keras.ops.convert_to_numpy(array))
+        digest.update(str((value.shape, value.dtype)).encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
 
 
 def _rebatch(features: np.ndarray, labels: np.ndarray, sizes: list[int]) -> tf.data.Dataset:

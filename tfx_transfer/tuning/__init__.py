@@ -1,0 +1,13 @@
+"""Hyperparameter search for fine-tuning with KerasTuner: `tt.tune`.
+
+Example:
+
+>>> result = tt.tune("examples/configs/tune.yaml")
+>>> print(result.table())
+"""
+
+from tfx_transfer.tuning.results import TuneResult
+from tfx_transfer.tuning.search import tune
+from tfx_transfer.tuning.space import apply_values, parse_space
+
+__all__ = ["TuneResult", "apply_values", "parse_space", "tune"]

@@ -1,4 +1,4 @@
-"""Refining, dropping and reordering the classes of a classifier or detector.
+"""Refining, dropping and reordering the classes of a classifier, detector or segmenter.
 
 Each operation returns a new model (the input is untouched) whose classes are
 chosen columns of the old classification layer(s), bit for bit, with the class
@@ -36,7 +36,7 @@ def refine_classes(model: keras.Model, classes: ClassList) -> keras.Model:
     moves the other classes' outputs too).
 
     Args:
-        model: a classifier or detector.
+        model: a classifier, detector (RetinaNet, YOLOv8, Faster R-CNN) or segmenter.
         classes: names (or column indices) of the classes to improve.
 
     Example:
@@ -78,7 +78,7 @@ def drop_classes(model: keras.Model, classes: ClassList) -> keras.Model:
     their logits are bit for bit the old ones.
 
     Args:
-        model: a classifier or detector.
+        model: a classifier, detector (RetinaNet, YOLOv8, Faster R-CNN) or segmenter.
         classes: names (or column indices) of the classes to remove.
 
     Example:
@@ -103,7 +103,7 @@ def reorder_classes(model: keras.Model, order: ClassList | LabelMap) -> keras.Mo
     """Returns a copy of `model` with its classes (output columns) in another order.
 
     Args:
-        model: a classifier (with one classification layer) or detector.
+        model: a classifier, detector or segmenter.
         order: every class name (or index) once, in the new order; or a
             `tt.LabelMap` with the model's class names, whose order and ids
             the model takes (e.g. contiguous ids to COCO's sparse ids).

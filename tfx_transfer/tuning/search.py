@@ -58,6 +58,9 @@ def tune(
         train, validation: the data, if not the config's own: a data object
             (`tt.data.image_folder(...)`, `synthetic_detection(...)`) as
             `train` (its validation split is used), or two tf.data datasets.
+            Trials then read the same data sets one after the other, so their
+            shuffling continues from trial to trial: only the config's own data
+            (loaded afresh per trial) makes `best.yaml` reproduce a trial exactly.
         space: dotted config keys -> ranges, e.g.
             `{"fine_tune.stages.0.learning_rate": {"min": 1e-4, "max": 1e-2,
             "sampling": "log"}, "fine_tune.stages.1.top_blocks": {"values": [1, 2]}}`.

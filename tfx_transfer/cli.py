@@ -213,7 +213,10 @@ def _tune(args) -> int:
     if config.tune is None:
         raise ConfigError(f"{args.config}: no `tune` section (its `space` says what to search)")
     options = {"overwrite": True} if args.overwrite else {}
-    result = tune(config, max_trials=args.max_trials, **options)
+    try:
+        result = tune(config, max_trials=args.max_trials, **options)
+    except ConfigError as error:  # the search space and settings, checked before any trial
+        raise ConfigError(f"{args.config}: {error}") from None
     if result is None:
         print("worker: the chief's trials are done")
         return 0

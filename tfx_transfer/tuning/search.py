@@ -27,7 +27,7 @@ import keras
 import keras_tuner as kt
 
 from tfx_transfer.evaluation import evaluate
-from tfx_transfer.run_config import RunConfig, TuneConfig, load_run_config
+from tfx_transfer.run_config import ConfigError, RunConfig, TuneConfig, load_run_config
 from tfx_transfer.runner import load_seeded_data, split_data, train_model
 from tfx_transfer.training.feature_cache import reuse_cached_features
 from tfx_transfer.tuning.results import TuneResult, write_results
@@ -36,6 +36,7 @@ from tfx_transfer.tuning.space import Parameter, apply_values, parse_space
 FORGETTING_PENALTY = 10.0
 EPOCHS_KEY = "tuner/epochs"  # Hyperband's epoch budget of a trial
 VAL_LOSS = "val_loss"
+ZERO_SEED = 2**31 - 1  # the oracle's seed for data.seed 0
 
 
 def tune(
@@ -88,9 +89,9 @@ def tune(
     parameters = parse_space(settings.space, base_config)
     objective_name = settings.objective or ("val_map" if config.data.detection else "val_accuracy")
     if objective_name == "val_map" and not config.data.detection:
-        raise ValueError("objective='val_map' is for detectors; use 'val_accuracy'.")
+        raise ConfigError("objective='val_map' is for detectors; use 'val_accuracy'.")
     if objective_name == "old_new_balance" and (config.expand is None or config.data.detection):
-        raise ValueError(
+        raise ConfigError(
             "objective='old_new_balance' needs an expanded classifier (an `expand` section)."
         )
     tuner = FineTuneTuner(
@@ -139,7 +140,8 @@ class FineTuneTuner(kt.Tuner):
         return self._is_worker()
 
     def trial_config(self, hyperparameters: kt.HyperParameters) -> RunConfig:
-        """The run config of a trial: the base with the trial's values, early stopping on."""
+        """The run config of a trial: the base with the trial's values, early stopping on,
+        and no checkpoint directory of its own."""
         values = {p.key: hyperparameters.get(p.key) for p in self.parameters}
         config = apply_values(self.base, values)
         stages = tuple(
@@ -150,9 +152,10 @@ class FineTuneTuner(kt.Tuner):
             )
             for stage in config.fine_tune.stages
         )
-        return dataclasses.replace(
-            config, fine_tune=dataclasses.replace(config.fine_tune, stages=stages)
-        )
+        # No configured checkpoint directory: each trial has its own (and `tfx-transfer
+        # train` of the best config its run directory's), never one shared with other runs.
+        fine_tune = dataclasses.replace(config.fine_tune, stages=stages, checkpoint_dir=None)
+        return dataclasses.replace(config, fine_tune=fine_tune)
 
     def run_trial(self, trial, *args, **kwargs) -> dict[str, float]:
         keras.backend.clear_session()  # frees the previous trial's models
@@ -229,11 +232,14 @@ def _settings(config, space, algorithm, max_trials, objective, directory, option
         **options,
     }
     given = {key: value for key, value in given.items() if value is not None}
-    if config.tune is not None:
-        return dataclasses.replace(config.tune, **given)
-    if "space" not in given:
-        raise ValueError("tune needs a search space: space={...} or a `tune.space` section.")
-    return TuneConfig(**given)
+    if config.tune is None and "space" not in given:
+        raise ConfigError("tune needs a search space: space={...} or a `tune.space` section.")
+    try:
+        if config.tune is not None:
+            return dataclasses.replace(config.tune, **given)
+        return TuneConfig(**given)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"tune: {error}") from None
 
 
 def _data(train: Any, validation: Any) -> Any:
@@ -256,7 +262,7 @@ class _Splits:
 
 def _oracle(settings: TuneConfig, objective: str, base: RunConfig) -> kt.Oracle:
     goal = kt.Objective(objective, "max")
-    seed = base.data.seed
+    seed = base.data.seed or ZERO_SEED  # KerasTuner takes a seed of 0 as "no seed"
     if settings.algorithm == "bayesian":
         return kt.oracles.BayesianOptimizationOracle(
             goal, max_trials=settings.max_trials, num_initial_points=2, seed=seed

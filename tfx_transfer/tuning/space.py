@@ -11,7 +11,7 @@ A space maps a key of the run config (`fine_tune.stages.0.learning_rate`,
 
 Each key becomes one KerasTuner hyperparameter of the same name. Mistakes
 (unknown keys, empty ranges, a learning rate <= 0, unknown range options) are
-`ValueError`s naming the key.
+`ConfigError`s (a `ValueError`) naming the key.
 
 Example:
 
@@ -30,7 +30,7 @@ from typing import Any
 
 import keras_tuner as kt
 
-from tfx_transfer.run_config import RunConfig, config_from_dict
+from tfx_transfer.run_config import ConfigError, RunConfig, config_from_dict
 
 RANGE_KEYS = {"min", "max", "sampling", "step", "values"}
 SAMPLINGS = ("linear", "log", "reverse_log")
@@ -62,8 +62,8 @@ class Parameter:
 
 
 def parse_space(space: Mapping[str, Any], base: RunConfig) -> list[Parameter]:
-    """The parameters of `space`, each checked against `base`; raises ValueError naming
-    the key at fault.
+    """The parameters of `space`, each checked against `base`; raises `ConfigError`
+    naming the key at fault.
 
     Example:
 
@@ -71,7 +71,7 @@ def parse_space(space: Mapping[str, Any], base: RunConfig) -> list[Parameter]:
     ['model.dropout']
     """
     if not space:
-        raise ValueError("The search space is empty; give at least one key and its range.")
+        raise ConfigError("The search space is empty; give at least one key and its range.")
     parameters = []
     for key, spec in space.items():
         parameter = _parameter(str(key), spec)
@@ -80,7 +80,7 @@ def parse_space(space: Mapping[str, Any], base: RunConfig) -> list[Parameter]:
             try:
                 apply_values(base, {parameter.key: value})
             except ValueError as error:
-                raise ValueError(f"Search space key {key!r}: value {value!r}: {error}") from None
+                raise ConfigError(f"Search space key {key!r}: value {value!r}: {error}") from None
         parameters.append(parameter)
     return parameters
 
@@ -113,49 +113,49 @@ def apply_values(base: RunConfig, values: Mapping[str, Any]) -> RunConfig:
 
 def _parameter(key: str, spec: Any) -> Parameter:
     if not isinstance(spec, Mapping):
-        raise ValueError(
+        raise ConfigError(
             f"Search space key {key!r}: expected a range {{min, max[, sampling, step]}} or "
             f"{{values: [...]}}, got {spec!r}."
         )
     unknown = sorted(set(spec) - RANGE_KEYS)
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"Search space key {key!r}: unknown range options {unknown}; allowed: "
             f"{sorted(RANGE_KEYS)}."
         )
     if "values" in spec:
         values = tuple(spec["values"] or ())
         if not values or set(spec) != {"values"}:
-            raise ValueError(
+            raise ConfigError(
                 f"Search space key {key!r}: 'values' needs a non-empty list, and no min/max."
             )
         if len(set(map(repr, values))) != len(values):
-            raise ValueError(f"Search space key {key!r}: 'values' has duplicates: {list(values)}.")
+            raise ConfigError(f"Search space key {key!r}: 'values' has duplicates: {list(values)}.")
         parameter = Parameter(key, values=values)
     else:
         if "min" not in spec or "max" not in spec:
-            raise ValueError(f"Search space key {key!r}: a range needs both 'min' and 'max'.")
+            raise ConfigError(f"Search space key {key!r}: a range needs both 'min' and 'max'.")
         low, high = spec["min"], spec["max"]
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
-            raise ValueError(f"Search space key {key!r}: min and max must be numbers.")
+            raise ConfigError(f"Search space key {key!r}: min and max must be numbers.")
         if not low < high:
-            raise ValueError(
+            raise ConfigError(
                 f"Search space key {key!r}: empty range, min {low!r} is not below max {high!r}."
             )
         sampling = spec.get("sampling", "linear")
         if sampling not in SAMPLINGS:
-            raise ValueError(
+            raise ConfigError(
                 f"Search space key {key!r}: sampling {sampling!r} is not one of {SAMPLINGS}."
             )
         if sampling != "linear" and low <= 0:
-            raise ValueError(f"Search space key {key!r}: {sampling} sampling needs min > 0.")
+            raise ConfigError(f"Search space key {key!r}: {sampling} sampling needs min > 0.")
         parameter = Parameter(key, low, high, sampling, spec.get("step"))
     name = key.rsplit(".", 1)[-1]
     if name in POSITIVE and any(
         isinstance(v, (int, float)) and not isinstance(v, bool) and v <= 0
         for v in _extremes(parameter)
     ):
-        raise ValueError(f"Search space key {key!r}: {name} must be > 0 over the whole range.")
+        raise ConfigError(f"Search space key {key!r}: {name} must be > 0 over the whole range.")
     return parameter
 
 
@@ -168,7 +168,7 @@ def _check_key(base: RunConfig, key: str) -> None:
     node: Any = base.to_dict()
     parts = key.split(".")
     if parts[0] not in SEARCHABLE:
-        raise ValueError(
+        raise ConfigError(
             f"Search space key {key!r}: only the sections {list(SEARCHABLE)} can be searched."
         )
     for depth, part in enumerate(parts):
@@ -188,11 +188,11 @@ def _check_key(base: RunConfig, key: str) -> None:
                 else []
             )
             where = f"under {path!r}" if path else "at the top"
-            raise ValueError(
+            raise ConfigError(
                 f"Search space key {key!r}: the run config has no {part!r} {where}; "
                 f"keys there: {known}."
             )
     if isinstance(node, (Mapping, list)):
-        raise ValueError(
+        raise ConfigError(
             f"Search space key {key!r} names a whole section; search one of its values."
         )

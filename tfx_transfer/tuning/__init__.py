@@ -2,7 +2,7 @@
 
 Example:
 
->>> result = tt.tune("examples/configs/tune.yaml")
+>>> result = tt.tune("examples/configs/tune_expand_90_to_92.yaml")
 >>> print(result.table())
 """
 

@@ -78,10 +78,10 @@ def tune(
 
     Example:
 
-    >>> result = tt.tune("examples/configs/tune.yaml", max_trials=3)
+    >>> result = tt.tune("examples/configs/tune_expand_90_to_92.yaml", max_trials=3)
     >>> print(result.table())
     >>> result.best_yaml          # `tfx-transfer train` runs it as it is
-    'tuning/search/best.yaml'
+    PosixPath('tuning/expand_90_to_92/best.yaml')
     """
     config = load_run_config(base) if not isinstance(base, RunConfig) else base
     settings = _settings(config, space, algorithm, max_trials, objective, directory, options)

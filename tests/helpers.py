@@ -54,3 +54,14 @@ def assert_bit_exact_old(old_model, new_model, images) -> None:
     old_logits = logits(old_model, images)
     new_logits = logits(new_model, images)[:, : old_logits.shape[1]]
     assert np.max(np.abs(new_logits - old_logits)) == 0.0
+
+
+def assert_user_error(result, *fragments, status=2):
+    """A command ended with one `error: ...` line naming `fragments`, exit `status`, no
+    traceback."""
+    assert result.returncode == status, (result.returncode, result.stderr[-2000:])
+    assert "Traceback" not in result.stderr
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("error: ")
+    for fragment in fragments:
+        assert fragment in message, message

@@ -6,9 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import assert_user_error
 
 import tfx_transfer as tt
-from tfx_transfer.cli import main
 from tfx_transfer.data import shapes
 from tfx_transfer.run_config import load_run_config
 
@@ -50,31 +50,6 @@ def cli(*args, cwd):
         timeout=600,
         env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
-
-
-@pytest.fixture
-def in_process(tmp_path, monkeypatch, capsys):
-    """Runs a command through `tfx_transfer.cli.main` in this process, in tmp_path, and returns
-    what `cli` returns: no new Python and TensorFlow for the checks of a command's output (the
-    tests that use `cli` cover the entry point, `sys.exit(main())`, and its exit statuses). An
-    exception, which would print a traceback, fails the test."""
-    monkeypatch.chdir(tmp_path)
-
-    def run(*args):
-        status = main([str(arg) for arg in args])
-        out, err = capsys.readouterr()
-        return subprocess.CompletedProcess(args, status, out, err)
-
-    return run
-
-
-def assert_user_error(result, *fragments, status=2):
-    assert result.returncode == status, result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
-    message = result.stderr.strip().splitlines()[-1]
-    assert message.startswith("error: ")
-    for fragment in fragments:
-        assert fragment in message, message
 
 
 @pytest.mark.slow

@@ -17,9 +17,9 @@ from pathlib import Path
 import keras_tuner as kt
 import pytest
 import yaml
+from helpers import assert_user_error
 
 import tfx_transfer as tt
-from tfx_transfer.cli import main
 from tfx_transfer.run_config import ConfigError, config_from_dict, load_run_config
 from tfx_transfer.runner import load_seeded_data, train_model
 from tfx_transfer.tuning import apply_values, parse_space
@@ -92,28 +92,6 @@ def value_at(config, key):
     for part in key.split("."):
         node = node[int(part)] if isinstance(node, list) else node[part]
     return node
-
-
-@pytest.fixture
-def in_process(tmp_path, monkeypatch, capsys):
-    """`tfx_transfer.cli.main` in this process, in tmp_path (as tests/test_cli.py)."""
-    monkeypatch.chdir(tmp_path)
-
-    def run(*args):
-        status = main([str(arg) for arg in args])
-        out, err = capsys.readouterr()
-        return subprocess.CompletedProcess(args, status, out, err)
-
-    return run
-
-
-def assert_user_error(result, *fragments, status=2):
-    assert result.returncode == status, (result.returncode, result.stderr[-2000:])
-    assert "Traceback" not in result.stderr
-    message = result.stderr.strip().splitlines()[-1]
-    assert message.startswith("error: ")
-    for fragment in fragments:
-        assert fragment in message, message
 
 
 # --- The search space (no training) ---------------------------------------------------

@@ -56,3 +56,11 @@ def test_fine_tune_stage_with_cached_features_trains_the_head_only():
     for before, after in zip(backbone_before, model.get_layer("mobilenet_v3_small").weights):
         np.testing.assert_array_equal(before, after.numpy())
     assert not np.array_equal(head_before, model.get_layer("predictions").kernel.numpy())
+
+
+def test_the_caching_progress_bar_follows_fine_tune_verbose(capsys):
+    data = tf.data.Dataset.from_tensor_slices((random_images(16), np.arange(16) % 3)).batch(8)
+    for verbose, shown in ((0, False), (2, True)):
+        stages = [Stage(epochs=1, cache_features=True)]
+        tt.fine_tune(build(), data, stages=stages, verbose=verbose)
+        assert ("caching features" in capsys.readouterr().err) is shown

@@ -48,14 +48,15 @@ def cache_features(
     *,
     shuffle_seed: int | None = None,
     description: str = "caching features",
+    progress: bool = True,
 ) -> tf.data.Dataset:
     """Runs `extractor` once over `data` (batches of (images, labels)) and returns
     batches of (features, labels) held in memory: the same batches in the same
     order, or, with `shuffle_seed`, reshuffled every epoch into batches of the
-    original size."""
+    original size. `progress=False` hides the progress bar."""
     features, labels = [], []
     weights = _fingerprint(extractor.weights) if _reused is not None else None
-    for images, batch_labels in tqdm(data, desc=description, leave=False):
+    for images, batch_labels in tqdm(data, desc=description, leave=False, disable=not progress):
         if weights is None:
             features.append(extractor(images, training=False).numpy())
         else:

@@ -86,7 +86,7 @@ def fine_tune(
             reduce-on-plateau restart their patience on resume.
         seed: int. Seeds the augmentation (default 0).
         callbacks: extra Keras callbacks for every stage.
-        verbose: passed to `fit`.
+        verbose: passed to `fit`; 0 also hides the feature-caching progress bar.
 
     Example:
 
@@ -124,9 +124,12 @@ def fine_tune(
         trained = model
         if stage.cache_features:
             extractor, trained = split_at_backbone(model)
-            stage_train = cache_features(extractor, stage_train, shuffle_seed=number)
+            progress = verbose != 0
+            stage_train = cache_features(
+                extractor, stage_train, shuffle_seed=number, progress=progress
+            )
             if stage_validation is not None:
-                stage_validation = cache_features(extractor, stage_validation)
+                stage_validation = cache_features(extractor, stage_validation, progress=progress)
         elif config.augmentation:
             with strategy.scope():  # the layers' random state is a variable
                 trained = _with_augmentation(model, config.augmentation, config.seed + number)

@@ -74,3 +74,18 @@ def test_default_stages_and_bad_stage_arguments():
         Stage(class_weight="inverse")
     with pytest.raises(ValueError, match="epochs >= 1"):
         Stage(epochs=0)
+    with pytest.raises(ValueError, match="global_clipnorm must be > 0; got 0"):
+        Stage(global_clipnorm=0)
+
+
+def test_global_clipnorm_bounds_the_first_update(data):
+    """SGD's first step moves the weights by learning_rate x the clipped gradient."""
+    model = tiny_classifier(3, class_names=["a", "b", "c"])
+    before = [w.numpy().copy() for w in model.trainable_weights]
+    stage = Stage(optimizer="sgd", learning_rate=1.0, global_clipnorm=1e-3)
+    model, _ = tt.fine_tune(model, data.train.take(1), stages=[stage], verbose=0)
+    assert model.optimizer.global_clipnorm == 1e-3
+    step = np.sqrt(
+        sum(np.sum((w.numpy() - b) ** 2) for w, b in zip(model.trainable_weights, before))
+    )
+    np.testing.assert_allclose(step, 1e-3, rtol=1e-3)

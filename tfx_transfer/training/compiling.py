@@ -72,11 +72,12 @@ def _optimizer(stage: Stage, steps: int) -> keras.optimizers.Optimizer:
         rate = OneCycle(stage.learning_rate, max(steps, 2))
     else:
         rate = stage.learning_rate
+    clipping = {"global_clipnorm": stage.global_clipnorm}
     if stage.optimizer == "sgd":
-        return keras.optimizers.SGD(rate, momentum=0.9)
+        return keras.optimizers.SGD(rate, momentum=0.9, **clipping)
     if stage.optimizer == "adamw":
-        return keras.optimizers.AdamW(rate, weight_decay=stage.weight_decay)
-    return keras.optimizers.Adam(rate)
+        return keras.optimizers.AdamW(rate, weight_decay=stage.weight_decay, **clipping)
+    return keras.optimizers.Adam(rate, **clipping)
 
 
 def _loss(model: keras.Model, stage: Stage) -> keras.losses.Loss:

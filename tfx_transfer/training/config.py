@@ -34,6 +34,10 @@ class Stage:
         schedule: str. "constant", "warmup_cosine" (10% warm-up) or "one_cycle".
         optimizer: str. "adam", "adamw" or "sgd" (momentum 0.9).
         weight_decay: float. For "adamw".
+        global_clipnorm: float or None. Clip the gradients to this global norm
+            (the optimizer's `global_clipnorm`; KerasCV's detection guides use
+            10.0). Detector heads trained from scratch at a high rate can
+            diverge without it.
         label_smoothing: float. For single-label classifiers.
         class_weight: None or "balanced".
         early_stopping_patience: int or None. Stop when validation loss stops
@@ -75,6 +79,7 @@ class Stage:
     schedule: str = "constant"
     optimizer: str = "adam"
     weight_decay: float = 1e-4
+    global_clipnorm: float | None = None
     label_smoothing: float = 0.0
     class_weight: str | None = None
     early_stopping_patience: int | None = None
@@ -101,6 +106,8 @@ class Stage:
                 raise ValueError(f"Stage {field}={getattr(self, field)!r} is not one of {allowed}.")
         if self.epochs < 1 or self.learning_rate <= 0:
             raise ValueError(f"Stage needs epochs >= 1 and learning_rate > 0; got {self}.")
+        if self.global_clipnorm is not None and self.global_clipnorm <= 0:
+            raise ValueError(f"Stage global_clipnorm must be > 0; got {self.global_clipnorm}.")
         if self.class_weight not in (None, "balanced"):
             raise ValueError(f"class_weight must be None or 'balanced'; got {self.class_weight!r}.")
         if self.cache_features and self.train not in ("head", "classifier"):

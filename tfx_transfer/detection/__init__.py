@@ -14,6 +14,7 @@ Example:
 """
 
 from tfx_transfer.detection.backbone_adapter import PyramidBackbone, aligned_backbones
+from tfx_transfer.detection.branch_head import BranchedClassificationHead
 from tfx_transfer.detection.build import ARCHITECTURES, build_detector, rebuild_detector
 from tfx_transfer.detection.class_nms import PerClassNonMaxSuppression
 from tfx_transfer.detection.faster_rcnn import TransferFasterRCNN
@@ -23,6 +24,7 @@ from tfx_transfer.detection.roi_align import ROIAlign
 
 __all__ = [
     "ARCHITECTURES",
+    "BranchedClassificationHead",
     "FrozenChannels",
     "PerClassNonMaxSuppression",
     "PyramidBackbone",

@@ -32,7 +32,7 @@ bit for bit (asserted below, before and after training):
    box now won by a new class is no longer an old-class detection (often a false positive
    of the base model, whose mAP counts only old-class ground truth).
 
-Parameters and FLOPs (one image, `tfx_transfer.cost.model_cost`) are those of the model you
+Parameters and FLOPs (one image, `tfx_transfer.core.cost.model_cost`) are those of the model you
 would deploy, `tt.merge_frozen(model)`: a detector in training also holds snapshot copies of
 its frozen channels, which are not part of the network. Trainable parameters are the
 weights the optimizer actually changes (frozen channels written back after every step are
@@ -51,9 +51,9 @@ import keras
 import numpy as np
 
 import tfx_transfer as tt
-from tfx_transfer.cost import ModelCost, cost_table, model_cost
+from tfx_transfer.core.cost import ModelCost, cost_table, model_cost
 from tfx_transfer.data import shapes
-from tfx_transfer.detection.freezing import KeepChannels
+from tfx_transfer.heads.frozen_channels import KeepChannels
 from tfx_transfer.training import Stage
 
 NEW_CLASSES = list(shapes.NOVEL_CLASSES)
@@ -386,7 +386,7 @@ def main() -> None:
     if args.part in ("all", "retinanet"):
         rows += retinanet_rows(settings)
 
-    print("\nCost relative to each model's base (tfx_transfer.cost.cost_table):\n")
+    print("\nCost relative to each model's base (tfx_transfer.core.cost.cost_table):\n")
     for kind in dict.fromkeys(row.kind.split(",")[0] for row in rows):
         costs = {f"{r.kind} {r.route}": r.cost for r in rows if r.kind.startswith(kind)}
         print(cost_table(costs), end="\n\n")

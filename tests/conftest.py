@@ -15,12 +15,12 @@ def _seeded():
 
 @pytest.fixture
 def in_process(tmp_path, monkeypatch, capsys):
-    """Runs a command through `tfx_transfer.cli.main` in this process, in tmp_path, and returns
+    """Runs a command through `tfx_transfer.app.cli.main` in this process, in tmp_path, and returns
     what a subprocess run would (a `CompletedProcess` with the exit status and output): no new
     Python and TensorFlow for the checks of a command's output (tests/test_cli.py's `cli`
     covers the entry point, `sys.exit(main())`, and its exit statuses). An exception, which
     would print a traceback, fails the test."""
-    from tfx_transfer.cli import main
+    from tfx_transfer.app.cli import main
 
     monkeypatch.chdir(tmp_path)
 

@@ -13,7 +13,7 @@ import tensorflow as tf
 from helpers import conv_classifier, random_images, tiny_classifier
 
 import tfx_transfer as tt
-from tfx_transfer.metadata import class_steps
+from tfx_transfer.core.metadata import class_steps
 from tfx_transfer.surgery import ColumnBlockDense, locate_classifier
 from tfx_transfer.surgery.columns import trainable_columns
 

@@ -9,8 +9,8 @@ import pytest
 from helpers import assert_user_error
 
 import tfx_transfer as tt
+from tfx_transfer.app.run_config import load_run_config
 from tfx_transfer.data import shapes
-from tfx_transfer.run_config import load_run_config
 
 PNG = b"\x89PNG\r\n\x1a\n"
 CONFIGS = sorted((Path(__file__).parent.parent / "examples" / "configs").glob("*.yaml"))
@@ -43,7 +43,7 @@ run:
 
 def cli(*args, cwd):
     return subprocess.run(
-        [sys.executable, "-m", "tfx_transfer.cli", *map(str, args)],
+        [sys.executable, "-m", "tfx_transfer.app.cli", *map(str, args)],
         capture_output=True,
         text=True,
         cwd=cwd,

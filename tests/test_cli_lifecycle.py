@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import tfx_transfer as tt
-from tfx_transfer.cli import main
+from tfx_transfer.app.cli import main
 from tfx_transfer.data import shapes
 
 

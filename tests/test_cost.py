@@ -8,7 +8,7 @@ import keras
 import pytest
 import tensorflow as tf
 
-from tfx_transfer.cost import ModelCost, cost_table, model_cost
+from tfx_transfer.core.cost import ModelCost, cost_table, model_cost
 
 # What TensorFlow's profiler counts, which the expectations below follow: MatMul and Conv2D
 # 2 FLOPs per multiply-add, BiasAdd 1 per output element, activations (ReLU) and

@@ -37,7 +37,7 @@ def test_base_model_accuracy_is_good_but_imperfect(base):
 
 def _cli(*args, cwd=None):
     return subprocess.run(
-        [sys.executable, "-m", "tfx_transfer.cli", *args],
+        [sys.executable, "-m", "tfx_transfer.app.cli", *args],
         capture_output=True,
         text=True,
         cwd=cwd,

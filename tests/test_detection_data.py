@@ -9,9 +9,9 @@ import tensorflow as tf
 import tensorflow_datasets as tensorflow_datasets
 
 import tfx_transfer.data.detection as detection
-from tfx_transfer.data import shapes, tfds_source
+from tfx_transfer.core.label_maps import COCO_IDS
+from tfx_transfer.data import shapes, tfds_prepare
 from tfx_transfer.data.detection import AnnotationError
-from tfx_transfer.label_maps import COCO_IDS
 
 pytestmark = pytest.mark.filterwarnings("ignore:Skipped .* unusable annotations")
 
@@ -271,7 +271,7 @@ def test_voc_problems_name_the_file_and_object(voc_files):
 @pytest.fixture
 def online(monkeypatch):
     """mock_data replaces the download; the network itself is never reached."""
-    monkeypatch.setattr(tfds_source, "can_connect", lambda host: True)
+    monkeypatch.setattr(tfds_prepare, "can_connect", lambda host: True)
 
 
 # Hand-made TFDS examples (mock_data's random ones give objects/* sequences of
@@ -365,8 +365,8 @@ def test_tfds_mock_detection_converts_normalised_yxyx_boxes(tmp_path, online, na
 
 
 def test_tfds_offline_is_fast_and_clear(tmp_path, monkeypatch):
-    monkeypatch.setattr(tfds_source, "can_connect", lambda host: False)
-    with pytest.raises(tfds_source.DatasetUnavailableError, match="'voc' is not prepared"):
+    monkeypatch.setattr(tfds_prepare, "can_connect", lambda host: False)
+    with pytest.raises(tfds_prepare.DatasetUnavailableError, match="'voc' is not prepared"):
         detection.tfds_detection("voc", split="train", image_size=32, data_dir=tmp_path)
     with pytest.raises(ValueError, match="has no objects/bbox and objects/label features"):
         detection.tfds_detection("cats_vs_dogs", split="train", image_size=32, data_dir=tmp_path)

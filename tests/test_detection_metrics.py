@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from tfx_transfer.data.detection import synthetic_detection
-from tfx_transfer.detection_metrics import DetectionReport, coco_map, detection_predictions
+from tfx_transfer.detection.metrics import DetectionReport, coco_map, detection_predictions
 
 # 2 images, 3 classes: image 0 has a class-0 and a class-1 box, image 1 a class-2 box.
 TRUTH = {

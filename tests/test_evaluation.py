@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import tfx_transfer as tt
-from tfx_transfer.metadata import ClassMetadata, TransferModel
+from tfx_transfer.core.metadata import ClassMetadata, TransferModel
 
 
 def fixed_model(kernel, names, history=()):

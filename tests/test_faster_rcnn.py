@@ -18,8 +18,8 @@ from test_detection_models import batch, detector, images, ragged, randomise_cla
 import tfx_transfer as tt
 from tfx_transfer.detection import two_stage_targets as targets
 from tfx_transfer.detection.faster_rcnn import LOSSES, TransferFasterRCNN
-from tfx_transfer.detection.freezing import FrozenChannels
 from tfx_transfer.detection.roi_align import ROIAlign
+from tfx_transfer.heads.frozen_channels import FrozenChannels
 from tfx_transfer.surgery import locate_classifier
 
 SMALL = {

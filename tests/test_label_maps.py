@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import tfx_transfer as tt
-from tfx_transfer.label_maps import COCO_IDS, COCO_UNUSED_IDS
+from tfx_transfer.core.label_maps import COCO_IDS, COCO_UNUSED_IDS
 
 NAMES = [f"category_{i}" for i in COCO_IDS]
 

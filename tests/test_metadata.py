@@ -4,7 +4,7 @@ import pytest
 from helpers import random_images, tiny_classifier
 
 import tfx_transfer as tt
-from tfx_transfer.metadata import ClassMetadata
+from tfx_transfer.core.metadata import ClassMetadata
 
 
 def test_metadata_survives_save_and_load_model(tmp_path):

@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from tfx_transfer.preprocessing import ImagePreprocessing
+from tfx_transfer.core.preprocessing import ImagePreprocessing
 
 
 @pytest.mark.parametrize(

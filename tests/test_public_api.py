@@ -13,7 +13,16 @@ from pathlib import Path
 import tfx_transfer as tt
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "public_names.txt"
-PUBLIC_MODULES = ("data", "data.shapes", "demo", "detection", "plots", "surgery", "training", "tuning")
+PUBLIC_MODULES = (
+    "data",
+    "data.shapes",
+    "demo",
+    "detection",
+    "plots",
+    "surgery",
+    "training",
+    "tuning",
+)
 
 
 def public_names(module: types.ModuleType) -> list[str]:

@@ -14,8 +14,8 @@ from helpers import conv_classifier, random_images
 from PIL import Image
 
 import tfx_transfer as tt
-from tfx_transfer import plots
-from tfx_transfer.run_dir import RunDirectory
+from tfx_transfer.app import plots
+from tfx_transfer.app.run_dir import RunDirectory
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -9,7 +9,7 @@ import tensorflow as tf
 import tensorflow_datasets as tensorflow_datasets
 
 import tfx_transfer as tt
-from tfx_transfer.data import shapes, tfds_source
+from tfx_transfer.data import shapes, tfds_prepare
 from tfx_transfer.data.detection import AnnotationError
 
 pytestmark = pytest.mark.filterwarnings("ignore:Skipped .* unusable annotations")
@@ -282,7 +282,7 @@ def test_batches_fit_a_per_pixel_classifier_with_ignore_class(folder):
 @pytest.fixture
 def online(monkeypatch):
     """mock_data replaces the download; the network itself is never reached."""
-    monkeypatch.setattr(tfds_source, "can_connect", lambda host: True)
+    monkeypatch.setattr(tfds_prepare, "can_connect", lambda host: True)
 
 
 THIRDS = np.repeat([[1] * 10 + [2] * 10 + [3] * 10], 20, axis=0)  # oxford_iiit_pet values 1..3
@@ -369,7 +369,7 @@ def test_tfds_values_outside_the_classes_skip_the_example(tmp_path, online):
 
 
 def test_tfds_offline_and_wrong_features_fail_clearly(tmp_path, monkeypatch):
-    monkeypatch.setattr(tfds_source, "can_connect", lambda host: False)
+    monkeypatch.setattr(tfds_prepare, "can_connect", lambda host: False)
     with pytest.raises(tt.data.DatasetUnavailableError, match="download=False") as caught:
         tt.data.tfds_segmentation("oxford_iiit_pet", image_size=32, data_dir=tmp_path)
     assert "'oxford_iiit_pet' is not prepared" in str(caught.value)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfx_transfer.metadata import ClassMetadata, TransferModel
-from tfx_transfer.segmentation_metrics import (
+from tfx_transfer.core.metadata import ClassMetadata, TransferModel
+from tfx_transfer.segmentation.metrics import (
     SegmentationReport,
     evaluate_segmenter,
     segmentation_confusion,

@@ -7,7 +7,7 @@ import pytest
 import tensorflow_datasets as tensorflow_datasets
 
 import tfx_transfer as tt
-from tfx_transfer.data import tfds_source
+from tfx_transfer.data import tfds_prepare
 
 
 @pytest.fixture(autouse=True)
@@ -15,11 +15,11 @@ def no_network(monkeypatch):
     def refuse(host):
         raise AssertionError(f"a test tried to reach {host}")
 
-    monkeypatch.setattr(tfds_source, "can_connect", refuse)
+    monkeypatch.setattr(tfds_prepare, "can_connect", refuse)
 
 
 def test_mock_cats_vs_dogs_gives_batches_names_and_stratified_splits(tmp_path, monkeypatch):
-    monkeypatch.setattr(tfds_source, "can_connect", lambda host: True)
+    monkeypatch.setattr(tfds_prepare, "can_connect", lambda host: True)
     with tensorflow_datasets.testing.mock_data(num_examples=40):
         data = tt.data.tfds(
             "cats_vs_dogs",
@@ -42,7 +42,7 @@ def test_mock_cats_vs_dogs_gives_batches_names_and_stratified_splits(tmp_path, m
 
 
 def test_offline_message_is_fast_and_names_what_to_do(tmp_path, monkeypatch):
-    monkeypatch.setattr(tfds_source, "can_connect", lambda host: False)
+    monkeypatch.setattr(tfds_prepare, "can_connect", lambda host: False)
     started = time.monotonic()
     with pytest.raises(tt.data.DatasetUnavailableError) as caught:
         tt.data.tfds("cats_vs_dogs", image_size=32, data_dir=tmp_path)

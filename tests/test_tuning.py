@@ -20,10 +20,10 @@ import yaml
 from helpers import assert_user_error
 
 import tfx_transfer as tt
-from tfx_transfer.run_config import ConfigError, config_from_dict, load_run_config
-from tfx_transfer.runner import load_seeded_data, train_model
-from tfx_transfer.tuning import apply_values, parse_space
-from tfx_transfer.tuning.search import final_val_loss
+from tfx_transfer.app.run_config import ConfigError, config_from_dict, load_run_config
+from tfx_transfer.app.runner import load_seeded_data, train_model
+from tfx_transfer.app.tuning import apply_values, parse_space
+from tfx_transfer.app.tuning.search import final_val_loss
 
 PNG = b"\x89PNG\r\n\x1a\n"
 LR0 = "fine_tune.stages.0.learning_rate"
@@ -464,7 +464,7 @@ def test_a_search_killed_after_its_first_trial_resumes_with_it(
             return False
 
     process = subprocess.Popen(
-        [sys.executable, "-m", "tfx_transfer.cli", "tune", "tune.yaml"],
+        [sys.executable, "-m", "tfx_transfer.app.cli", "tune", "tune.yaml"],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -552,7 +552,7 @@ def test_trials_do_not_share_a_configured_checkpoint_dir(
 
 
 def test_the_oracle_is_seeded_with_data_seed():
-    from tfx_transfer.tuning.search import _oracle
+    from tfx_transfer.app.tuning.search import _oracle
 
     config = config_from_dict(tiny(data={"seed": 7}))
     for algorithm in ("random", "bayesian", "hyperband"):
@@ -561,7 +561,7 @@ def test_the_oracle_is_seeded_with_data_seed():
 
 
 def test_the_default_seed_makes_a_search_reproducible_too():
-    from tfx_transfer.tuning.search import _oracle
+    from tfx_transfer.app.tuning.search import _oracle
 
     config = config_from_dict(tiny())
     assert config.data.seed == 0

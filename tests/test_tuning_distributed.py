@@ -69,7 +69,7 @@ def test_a_chief_and_two_workers_complete_the_search(tmp_path):
             logs[tuner_id] = (tmp_path / f"{tuner_id}.out", tmp_path / f"{tuner_id}.err")
             with open(logs[tuner_id][0], "w") as out, open(logs[tuner_id][1], "w") as err:
                 processes[tuner_id] = subprocess.Popen(
-                    [sys.executable, "-m", "tfx_transfer.cli", "tune", "tune.yaml"],
+                    [sys.executable, "-m", "tfx_transfer.app.cli", "tune", "tune.yaml"],
                     cwd=tmp_path,
                     env=env,
                     stdout=out,

@@ -30,9 +30,7 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import tempfile
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -40,20 +38,23 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfx_transfer.metadata import class_info
+from tfx_transfer.classification.serving import classifier_outputs
+from tfx_transfer.core.io import TEMPORARY_PREFIX, remove, write_atomically
+from tfx_transfer.core.metadata import class_info
+from tfx_transfer.detection.serving import compare_detections, detection_outputs
+from tfx_transfer.heads.column_blocks import ColumnBlockDense
+from tfx_transfer.heads.locate import detector_kind, is_segmenter
+from tfx_transfer.heads.probabilities import probabilities_of
+from tfx_transfer.segmentation.serving import segmenter_outputs
 from tfx_transfer.surgery import merge_frozen
-from tfx_transfer.surgery.layers import ColumnBlockDense
-from tfx_transfer.surgery.locate import detector_kind, is_segmenter
 
 PIXELS_SIGNATURE = "serving_default"
 BYTES_SIGNATURE = "serving_bytes"
 PIXELS_INPUT = "images"
 BYTES_INPUT = "image_bytes"
 OUTPUTS = ("probabilities", "classes", "scores", "labels")
-DETECTION_OUTPUTS = ("boxes", "scores", "classes", "labels", "num_detections")
 LABELS_ASSET = "labels.txt"
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
-TEMPORARY_PREFIX = ".tmp-"
 TOLERANCE = 1e-5
 CLASSIFIER, DETECTOR, SEGMENTER = "classifier", "detector", "segmenter"
 DETECTION_TOLERANCE = 1e-4
@@ -113,8 +114,7 @@ def export_saved_model(
     names = _class_names(model, class_names)
     top_k = max(1, min(int(top_k), len(names)))
 
-    temporary = root / f"{TEMPORARY_PREFIX}{version}-{uuid.uuid4().hex[:8]}"
-    try:
+    def write(temporary: Path) -> None:
         with tempfile.TemporaryDirectory() as scratch:
             labels_file = Path(scratch) / LABELS_ASSET
             labels_file.write_text("".join(f"{name}\n" for name in names))
@@ -124,20 +124,8 @@ def export_saved_model(
             _write_warmup(temporary, model, root.name)
         if verify:
             (verify_detector_export if kind == DETECTOR else verify_export)(temporary, model)
-        os.rename(temporary, target)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
-    return target
 
-
-def probabilities_of(model: keras.Model, images) -> tf.Tensor:
-    """The model's class probabilities: its outputs, or softmax/sigmoid of its logits."""
-    metadata = class_info(model)
-    outputs = tf.cast(model(images, training=False), tf.float32)
-    if metadata.activation is not None:
-        return outputs
-    return tf.sigmoid(outputs) if metadata.multi_label else tf.nn.softmax(outputs)
+    return write_atomically(target, write, replace=False)
 
 
 def verify_export(path: str | os.PathLike, model: keras.Model, *, tolerance: float = TOLERANCE):
@@ -174,8 +162,6 @@ def verify_detector_export(
 
     >>> verify_detector_export("saved_models/voc_retinanet/1", detector)
     """
-    from tfx_transfer.detection.export import compare_detections
-
     loaded = tf.saved_model.load(str(path))
     height, width = _image_size(model)
     pixels = np.random.default_rng(0).integers(0, 256, (3, height, width, 3)).astype(np.uint8)
@@ -231,21 +217,10 @@ def _archive(
 
     def outputs(images):
         if kind == DETECTOR:
-            from tfx_transfer.detection.export import detection_outputs
-
             return detection_outputs(model, images, table)
-        probabilities = probabilities_of(model, images)
         if kind == SEGMENTER:
-            class_ids = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
-            return {"class_ids": class_ids, "probabilities": probabilities}
-        scores, classes = tf.math.top_k(probabilities, k=top_k)
-        labels = table.lookup(tf.cast(classes, tf.int64))
-        return {
-            "probabilities": probabilities,
-            "classes": classes,
-            "scores": scores,
-            "labels": labels,
-        }
+            return segmenter_outputs(model, images)
+        return classifier_outputs(model, images, table, top_k)
 
     def decode(contents):
         image = tf.io.decode_image(contents, channels=3, expand_animations=False)
@@ -344,7 +319,7 @@ def _checked_version(version) -> int:
 def _remove_stale_temporaries(root: Path) -> None:
     """Leftovers of a killed export (never served: TF Serving reads only integer names)."""
     for leftover in root.glob(f"{TEMPORARY_PREFIX}*"):
-        shutil.rmtree(leftover, ignore_errors=True)
+        remove(leftover)
 
 
 def export_tflite(
@@ -364,16 +339,13 @@ def export_tflite(
     """
     path = Path(path)
     model = _without_column_blocks(model)
-    temporary = path.with_name(f"{TEMPORARY_PREFIX}{uuid.uuid4().hex[:8]}-{path.name}")
-    try:
+
+    def write(temporary: Path) -> None:
         model.export(str(temporary), format="litert", verbose=False)
         if verify:
             _verify_tflite(temporary, model, tolerance)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return path
+
+    return write_atomically(path, write)
 
 
 def _verify_tflite(path: Path, model: keras.Model, tolerance: float) -> None:

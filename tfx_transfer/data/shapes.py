@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from tfx_transfer.data.pipeline import ImageData
+from tfx_transfer.data.common import ImageData
 
 COLOURS = {
     "red": (215, 35, 35),

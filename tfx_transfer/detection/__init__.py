@@ -2,8 +2,8 @@
 (built from KerasCV's anchor, proposal and box utilities), on registry or KerasCV
 backbones.
 
-Every KerasCV import of the toolkit lives in this package (and segmentation.py),
-so that KerasHub's detectors can replace KerasCV's without touching the rest.
+KerasCV is imported only here, in `segmentation/`, `backbones/pyramid` and
+`data/detection` (box utilities), and only when one of them is first used.
 
 Example:
 
@@ -13,14 +13,14 @@ Example:
 ('class_0', 'class_1', 'class_2')
 """
 
-from tfx_transfer.detection.backbone_adapter import PyramidBackbone, aligned_backbones
+from tfx_transfer.backbones.pyramid import PyramidBackbone, aligned_backbones
 from tfx_transfer.detection.branch_head import BranchedClassificationHead
 from tfx_transfer.detection.build import ARCHITECTURES, build_detector, rebuild_detector
 from tfx_transfer.detection.class_nms import PerClassNonMaxSuppression
 from tfx_transfer.detection.faster_rcnn import TransferFasterRCNN
-from tfx_transfer.detection.freezing import FrozenChannels
 from tfx_transfer.detection.models import TransferRetinaNet, TransferYOLOV8Detector
 from tfx_transfer.detection.roi_align import ROIAlign
+from tfx_transfer.heads.frozen_channels import FrozenChannels
 
 __all__ = [
     "ARCHITECTURES",

@@ -9,20 +9,22 @@ from typing import Any
 import keras
 import keras_cv
 
-from tfx_transfer.backbones import freeze_batchnorm, list_backbones
-from tfx_transfer.detection import models
-from tfx_transfer.detection.backbone_adapter import (
+from tfx_transfer.backbones.build import freeze_batchnorm
+from tfx_transfer.backbones.pyramid import (
     DETECTION_LEVELS,
     PyramidBackbone,
     aligned_backbones,
     check_aligned,
     check_detector_input_shape,
 )
+from tfx_transfer.backbones.registry import list_backbones
+from tfx_transfer.core.graph import all_layers
+from tfx_transfer.core.metadata import ClassMetadata
+from tfx_transfer.core.weights import Weights
+from tfx_transfer.detection import models
 from tfx_transfer.detection.faster_rcnn import TransferFasterRCNN
-from tfx_transfer.detection.freezing import FrozenChannels
-from tfx_transfer.detection.models import all_layers, default_metadata
-from tfx_transfer.metadata import ClassMetadata
-from tfx_transfer.weights import Weights
+from tfx_transfer.heads.carrier import default_metadata
+from tfx_transfer.heads.frozen_channels import FrozenChannels
 
 DETECTOR_CLASSES = {**models.DETECTOR_CLASSES, "faster_rcnn": TransferFasterRCNN}
 ARCHITECTURES = tuple(DETECTOR_CLASSES)
@@ -245,7 +247,9 @@ def copy_trainable_flags(source: keras.Model, target: keras.Model) -> None:
 def _outside_head(model: keras.Model) -> list[keras.layers.Layer]:
     """Every layer of a detector except RetinaNet's class head and the layers inside it."""
     head = getattr(model, "classification_head", None)
-    inside = {id(layer) for layer in head._flatten_layers()} if head is not None else set()
+    inside = (
+        {id(layer) for layer in all_layers(head, include_self=True)} if head is not None else set()
+    )
     return [layer for layer in all_layers(model) if id(layer) not in inside]
 
 

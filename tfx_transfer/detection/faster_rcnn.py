@@ -33,8 +33,9 @@ import tensorflow as tf
 
 from tfx_transfer.detection import two_stage_targets as targets
 from tfx_transfer.detection.class_nms import PerClassNonMaxSuppression
-from tfx_transfer.detection.models import ClassCarrier, CompileMemory, dense_boxes
+from tfx_transfer.detection.models import dense_boxes
 from tfx_transfer.detection.roi_align import ROIAlign
+from tfx_transfer.heads.carrier import ClassCarrier, CompileMemory
 
 BOX_CLASSIFIER, BOX_REGRESSOR = "box_classifier", "box_regressor"
 LOSSES = ("rpn_objectness_loss", "rpn_box_loss", "classification_loss", "box_loss")

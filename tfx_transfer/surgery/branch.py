@@ -18,11 +18,16 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
-from tfx_transfer.heads import PREDICTIONS
-from tfx_transfer.metadata import ClassMetadata, TransferModel
+from tfx_transfer.core.graph import input_layers
+from tfx_transfer.core.metadata import ClassMetadata, TransferModel
+from tfx_transfer.heads.column_blocks import ColumnBlockDense
+from tfx_transfer.heads.locate import (
+    CLASSIFIER_LAYERS,
+    PREDICTIONS,
+    Classifier,
+    dense_kernel_and_bias,
+)
 from tfx_transfer.surgery.columns import PROBABILITIES
-from tfx_transfer.surgery.layers import ColumnBlockDense
-from tfx_transfer.surgery.locate import CLASSIFIER_LAYERS, Classifier, dense_kernel_and_bias
 from tfx_transfer.surgery.rebuild import clone_with_weights, with_metadata
 
 CLASS_LOGITS = "class_logits"
@@ -129,8 +134,8 @@ def hidden_layers(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
 
 
 def _producer(layer: keras.layers.Layer) -> keras.layers.Layer | None:
-    parents = layer._inbound_nodes[0].parent_nodes if layer._inbound_nodes else []
-    return parents[0].operation if len(parents) == 1 else None
+    parents = input_layers(layer)
+    return parents[0] if len(parents) == 1 else None
 
 
 def _frozen_copy(layer: keras.layers.Layer) -> ColumnBlockDense:

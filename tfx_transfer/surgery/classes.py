@@ -12,15 +12,16 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
-from tfx_transfer.label_maps import LabelMap
-from tfx_transfer.metadata import ClassMetadata, class_info
+from tfx_transfer.core.graph import all_layers
+from tfx_transfer.core.label_maps import LabelMap
+from tfx_transfer.core.metadata import ClassMetadata, class_info
+from tfx_transfer.heads.locate import Classifier, locate_classifier
 from tfx_transfer.surgery.columns import rebuild_classifier, trainable_columns
 from tfx_transfer.surgery.detectors import (
     detector_metadata,
     rebuild_with_classes,
     require_one_class_head,
 )
-from tfx_transfer.surgery.locate import Classifier, locate_classifier
 
 ClassList = Sequence[str | int]
 
@@ -136,7 +137,7 @@ def train_only(model: keras.Model, layers: Sequence[keras.layers.Layer]) -> None
     >>> train_only(model, [model.get_layer("predictions")])
     """
     for layer in model.layers:
-        inner = list(layer._flatten_layers(include_self=True))
+        inner = all_layers(layer, include_self=True)
         if not any(sub is target for sub in inner for target in layers):
             layer.trainable = False
             continue

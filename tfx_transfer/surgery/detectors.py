@@ -18,8 +18,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from tfx_transfer.metadata import ClassMetadata
-from tfx_transfer.surgery.locate import ANCHOR_BRANCHED, PER_PIXEL, Classifier, locate_classifier
+from tfx_transfer.core.metadata import ClassMetadata
+from tfx_transfer.heads.locate import ANCHOR_BRANCHED, PER_PIXEL, Classifier, locate_classifier
 
 
 def detector_metadata(model: keras.Model, classifier: Classifier) -> ClassMetadata:
@@ -156,7 +156,7 @@ def require_one_class_head(model: keras.Model, classifier: Classifier, operation
 def _rebuild(model, classifier: Classifier, **arguments) -> keras.Model:
     """The KerasCV task `model` rebuilt with `rebuild_detector` or `rebuild_segmenter`."""
     if classifier.layout == PER_PIXEL:
-        from tfx_transfer.segmentation import rebuild_segmenter
+        from tfx_transfer.segmentation.build import rebuild_segmenter
 
         arguments.pop("classification_head", None)
         return rebuild_segmenter(model, **arguments)

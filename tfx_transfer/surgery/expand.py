@@ -8,7 +8,16 @@ from typing import Any
 import keras
 import numpy as np
 
-from tfx_transfer.metadata import ClassMetadata, TransferModel, class_info
+from tfx_transfer.core.metadata import ClassMetadata, TransferModel, class_info
+from tfx_transfer.heads.column_blocks import ColumnBlockDense
+from tfx_transfer.heads.locate import (
+    ANCHOR_BRANCHED,
+    ANCHOR_MAJOR,
+    BRANCHED,
+    TWO_STAGE,
+    Classifier,
+    locate_classifier,
+)
 from tfx_transfer.surgery.branch import add_class_branch
 from tfx_transfer.surgery.columns import rebuild_classifier
 from tfx_transfer.surgery.detectors import (
@@ -26,15 +35,6 @@ from tfx_transfer.surgery.initializers import (
     embed_examples,
     new_biases,
     new_columns,
-)
-from tfx_transfer.surgery.layers import ColumnBlockDense
-from tfx_transfer.surgery.locate import (
-    ANCHOR_BRANCHED,
-    ANCHOR_MAJOR,
-    BRANCHED,
-    TWO_STAGE,
-    Classifier,
-    locate_classifier,
 )
 from tfx_transfer.surgery.rebuild import clone_with_weights, features_before, with_metadata
 

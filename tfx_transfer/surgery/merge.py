@@ -7,10 +7,11 @@ from collections.abc import Mapping
 import keras
 import numpy as np
 
-from tfx_transfer.metadata import TransferModel, class_info
+from tfx_transfer.core.graph import input_layers
+from tfx_transfer.core.metadata import TransferModel, class_info
+from tfx_transfer.heads.locate import PLAIN, locate_classifier
 from tfx_transfer.surgery.branch import attach_branch, hidden_layers
 from tfx_transfer.surgery.columns import rebuild_classifier, trainable_columns
-from tfx_transfer.surgery.locate import PLAIN, locate_classifier
 from tfx_transfer.surgery.rebuild import clone_with_weights
 
 
@@ -128,8 +129,8 @@ def _check_identical(model_a, model_b, layers) -> None:
 
 def _check_branch_point(model_a, model_b, first_a, first_b) -> None:
     """Both heads must start from the same layer's output (e.g. the pooled features)."""
-    source_a = first_a[0]._inbound_nodes[0].parent_nodes[0].operation.name
-    source_b = first_b[0]._inbound_nodes[0].parent_nodes[0].operation.name
+    source_a = input_layers(first_a[0])[0].name
+    source_b = input_layers(first_b[0])[0].name
     if source_a != source_b:
         raise ValueError(
             f"The heads start from different layers: {first_a[0].name!r} of {model_a.name!r} "

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 
 import keras
 
-from tfx_transfer.metadata import ClassMetadata, TransferModel, with_metadata
+from tfx_transfer.core.metadata import ClassMetadata, TransferModel, with_metadata
 
 
 def as_functional(model: keras.Model, *, stop_before: str | None = None) -> keras.Model:

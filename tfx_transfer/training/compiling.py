@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from tfx_transfer.metadata import class_info
+from tfx_transfer.core.metadata import class_info
 from tfx_transfer.training.anti_forgetting import DistillationLoss, label_accuracy
 from tfx_transfer.training.config import Stage, is_detector
 from tfx_transfer.training.discriminative import (

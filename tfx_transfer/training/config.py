@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from tfx_transfer.data.augment import IMAGE_AUGMENTATIONS
+from tfx_transfer.data.classification.augment_options import IMAGE_AUGMENTATIONS
 
 PARTS = ("head", "top_blocks", "all", "classifier")
 SCHEDULES = ("constant", "warmup_cosine", "one_cycle")

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 
 import keras
 
-from tfx_transfer.backbones import block_boundaries
+from tfx_transfer.backbones.build import block_boundaries
+from tfx_transfer.core.compat import variable_key
 from tfx_transfer.training.unfreeze import find_backbone
 
 
@@ -60,11 +61,11 @@ def set_learning_rate_multipliers(
     >>> model.compile(tt.training.set_learning_rate_multipliers(keras.optimizers.Adam(1e-3), pairs), ...)
     """
     pairs = multipliers.items() if isinstance(multipliers, Mapping) else multipliers
-    table = {optimizer._var_key(variable): float(value) for variable, value in pairs}
+    table = {variable_key(optimizer, variable): float(value) for variable, value in pairs}
     update_step = optimizer.update_step
 
     def scaled_update_step(gradient, variable, learning_rate):
-        factor = table.get(optimizer._var_key(variable), 1.0)
+        factor = table.get(variable_key(optimizer, variable), 1.0)
         return update_step(gradient, variable, learning_rate * factor)
 
     optimizer.update_step = scaled_update_step

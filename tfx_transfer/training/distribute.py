@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tfx_transfer.training.multi_worker import patch_keras_for_multi_worker
+from tfx_transfer.core.compat import patch_keras_for_multi_worker
 from tfx_transfer.training.precision import dtype_policy
 
 

@@ -10,12 +10,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfx_transfer.data.augment import augmentation_layers
+from tfx_transfer.classification.metrics import evaluate_classifier
+from tfx_transfer.core.metadata import class_info
+from tfx_transfer.data.classification.augment import augmentation_layers
+from tfx_transfer.data.common import ImageData, to_one_hot
 from tfx_transfer.data.detection import DetectionData
-from tfx_transfer.data.pipeline import ImageData, to_one_hot
-from tfx_transfer.detection_metrics import evaluate_detector
-from tfx_transfer.evaluation import evaluate
-from tfx_transfer.metadata import class_info
+from tfx_transfer.detection.metrics import evaluate_detector
 from tfx_transfer.training import resume
 from tfx_transfer.training.anti_forgetting import (
     align_weights,
@@ -263,7 +263,7 @@ def _old_new_accuracy(model, validation, teacher) -> dict[str, float]:
         return {key: getattr(report, key) for key in keys if getattr(report, key) is not None}
     if validation is None or metadata.multi_label or not (expanded or teacher is not None):
         return {}
-    report = evaluate(model, validation, reference=teacher)
+    report = evaluate_classifier(model, validation, reference=teacher)
     keys = ("old_accuracy", "new_accuracy", "old_accuracy_change")
     return {key: getattr(report, key) for key in keys if getattr(report, key) is not None}
 
@@ -298,8 +298,7 @@ class _Run:
         self.stage = number
         if self.state is not None and number == self.state["info"]["stage"]:
             self._advance(self.state["info"]["passes_at_stage_start"])
-            for i, variable in enumerate(self.model.variables):
-                variable.assign(self.state["arrays"][f"model_{i}"])
+            resume.assign_state(self.state, "model", self.model.variables)
         if self.config.checkpoint_dir:
             self.passes_at_stage_start = int(self.passes.numpy())
 
@@ -314,8 +313,8 @@ class _Run:
         done, stage_history = 0, {}
         if self.state is not None and self.stage == self.state["info"]["stage"]:
             trained.optimizer.build(trained.trainable_variables)
-            resume.assign_state(self.state, [], trained.optimizer.variables)
-            _assign_extra(self.state, self.model, trained)
+            resume.assign_state(self.state, "optimizer", trained.optimizer.variables)
+            resume.assign_state(self.state, "extra", _extra_variables(self.model, trained))
             done = self.state["info"]["epochs_done"]
             stage_history = self.state["info"]["stage_history"]
             if from_train:
@@ -353,12 +352,12 @@ class _Run:
             "stage_history": stage_history,
             "history": self.history,
         }
-        extra = _extra_variables(self.model, trained)
         resume.write_state(
             self.config.checkpoint_dir,
-            [*self.model.variables, *extra],
-            trained.optimizer.variables,
             info,
+            model=self.model.variables,
+            extra=_extra_variables(self.model, trained),
+            optimizer=trained.optimizer.variables,
         )
 
 
@@ -386,9 +385,3 @@ def _extra_variables(model, trained) -> list:
     """Variables of the trained wrapper that are not the model's (augmentation state)."""
     own = {id(v) for v in model.variables}
     return [v for v in trained.variables if id(v) not in own]
-
-
-def _assign_extra(state, model, trained) -> None:
-    offset = len(model.variables)
-    for i, variable in enumerate(_extra_variables(model, trained)):
-        variable.assign(state["arrays"][f"model_{offset + i}"])

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfx_transfer.metadata import class_info
+from tfx_transfer.core.metadata import class_info
 
 
 @dataclasses.dataclass

@@ -1,5 +1,9 @@
 """Exact resume after a kill: training state saved atomically at each epoch end.
 
+One mechanism for `tt.fine_tune(checkpoint_dir=...)` and `fit_resumable`: groups
+of variables (model, optimizer, ...) written to one `.npz` keyed by each
+variable's path (not its position), with the previous state kept as a fallback.
+
 `fit_resumable` makes everything random in a run a function of (seed, epoch) or
 part of the saved state: the data order of epoch e is a stateless permutation
 seeded by (seed, e), and the saved state holds every model variable (weights,
@@ -21,6 +25,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfx_transfer.core.io import write_atomically
+
 STATE_FILE = "state.npz"
 PREVIOUS_FILE = "state.previous.npz"
 
@@ -29,7 +35,10 @@ def save_state(directory: str | os.PathLike, model: keras.Model, epochs_done: in
     """Writes the model's and optimizer's variables atomically; the previous state
     is kept as a fallback."""
     return write_state(
-        directory, model.variables, model.optimizer.variables, {"epochs_done": epochs_done}
+        directory,
+        {"epochs_done": epochs_done},
+        model=model.variables,
+        optimizer=model.optimizer.variables,
     )
 
 
@@ -40,36 +49,36 @@ def load_state(directory: str | os.PathLike, model: keras.Model) -> int:
     state = read_state(directory)
     if state is None:
         return 0
-    assign_state(state, model.variables, model.optimizer.variables)
+    assign_state(state, "model", model.variables)
+    assign_state(state, "optimizer", model.optimizer.variables)
     return int(state["info"]["epochs_done"])
 
 
-def write_state(
-    directory: str | os.PathLike,
-    variables: list,
-    optimizer_variables: list,
-    info: dict[str, Any],
-) -> Path:
-    """Writes variables and JSON-able `info` to `directory/state.npz` atomically
-    (temporary file, fsync, rename), keeping the previous state as a fallback."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    arrays = {f"model_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(variables)}
-    arrays |= {
-        f"optimizer_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(optimizer_variables)
+def write_state(directory: str | os.PathLike, info: dict[str, Any], **groups: list) -> Path:
+    """Writes groups of variables, each keyed by its path, and JSON-able `info` to
+    `directory/state.npz` atomically (fsync, then rename), keeping the previous
+    state as a fallback.
+
+    Example:
+
+    >>> write_state("run/state", {"epochs_done": 3}, model=m.variables, optimizer=o.variables)
+    """
+    arrays = {
+        key: keras.ops.convert_to_numpy(variable)
+        for group, variables in groups.items()
+        for key, variable in _keyed(group, variables).items()
     }
     arrays["epochs_done"] = np.array(info.get("epochs_done", 0))
     arrays["info"] = np.array(json.dumps(info))
-    temporary = directory / f".tmp-{os.getpid()}-{STATE_FILE}"
-    with open(temporary, "wb") as handle:
-        np.savez(handle, **arrays)
-        handle.flush()
-        os.fsync(handle.fileno())
-    current = directory / STATE_FILE
-    if current.exists():
-        os.replace(current, directory / PREVIOUS_FILE)
-    os.replace(temporary, current)
-    return current
+
+    def write(temporary: Path) -> None:
+        with open(temporary, "wb") as handle:
+            np.savez(handle, **arrays)
+
+    directory = Path(directory)
+    return write_atomically(
+        directory / STATE_FILE, write, previous=directory / PREVIOUS_FILE, sync=True
+    )
 
 
 def read_state(directory: str | os.PathLike) -> dict[str, Any] | None:
@@ -87,13 +96,36 @@ def read_state(directory: str | os.PathLike) -> dict[str, Any] | None:
     return None
 
 
-def assign_state(state: dict[str, Any], variables: list, optimizer_variables: list) -> None:
-    """Assigns a `read_state` result to the same variables `write_state` saved."""
-    arrays = state["arrays"]
-    for i, variable in enumerate(variables):
-        variable.assign(arrays[f"model_{i}"])
-    for i, variable in enumerate(optimizer_variables):
-        variable.assign(arrays[f"optimizer_{i}"])
+def assign_state(state: dict[str, Any], group: str, variables: list) -> None:
+    """Assigns the saved values of `group` to `variables`, matched by path.
+
+    Raises:
+        ValueError: naming the variables the state does not hold (it was saved
+            from another model).
+    """
+    keyed = _keyed(group, variables)
+    missing = [key for key in keyed if key not in state["arrays"]]
+    if missing:
+        raise ValueError(
+            f"The saved training state has no values for {len(missing)} variables of "
+            f"{group!r} (first: {missing[:3]}); it was saved from another model. Use a new "
+            "checkpoint directory, or delete this one to start over."
+        )
+    for key, variable in keyed.items():
+        variable.assign(state["arrays"][key])
+
+
+def _keyed(group: str, variables: list) -> dict[str, Any]:
+    """{"group/variable path": variable}; a path seen again gets "#2", "#3", ..."""
+    keyed: dict[str, Any] = {}
+    for variable in variables:
+        key = f"{group}/{variable.path}"
+        count = 1
+        while key in keyed:
+            count += 1
+            key = f"{group}/{variable.path}#{count}"
+        keyed[key] = variable
+    return keyed
 
 
 class SaveStateEachEpoch(keras.callbacks.Callback):

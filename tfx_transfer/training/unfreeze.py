@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import keras
 
-from tfx_transfer.backbones import block_boundaries, freeze_batchnorm, list_backbones
+from tfx_transfer.backbones.build import block_boundaries, freeze_batchnorm
+from tfx_transfer.backbones.registry import list_backbones
 from tfx_transfer.surgery import locate_classifier, train_only
 
 

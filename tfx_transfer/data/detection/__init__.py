@@ -9,12 +9,13 @@ Example:
 (TensorShape([8, 128, 128, 3]), TensorShape([8, 3, 4]))
 """
 
+from tfx_transfer.data.common import AnnotationError
 from tfx_transfer.data.detection.augment import (
     DETECTION_AUGMENTATIONS,
     DroppedBoxes,
     augment_detection,
 )
-from tfx_transfer.data.detection.batching import AnnotationError, DetectionData
+from tfx_transfer.data.detection.batching import DetectionData
 from tfx_transfer.data.detection.boxes import count_degenerate
 from tfx_transfer.data.detection.coco import coco_detection
 from tfx_transfer.data.detection.synthetic import synthetic_detection, synthetic_detection_arrays

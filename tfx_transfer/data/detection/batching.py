@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -19,15 +18,10 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
+from tfx_transfer.core.label_maps import LabelMap
+from tfx_transfer.data.common import report_problems, split_images
 from tfx_transfer.data.detection.boxes import PADDING, check_box, from_xyxy, keras_cv
 from tfx_transfer.data.images import _JPEG_END, _JPEG_START, unusable_reason
-from tfx_transfer.label_maps import LabelMap
-
-MAX_LISTED_PROBLEMS = 20
-
-
-class AnnotationError(ValueError):
-    """Raised in strict mode when annotations or their images are unusable."""
 
 
 @dataclasses.dataclass
@@ -96,30 +90,6 @@ class ImageRecord:
     box_names: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
 
-def report_problems(
-    problems: list[tuple[str, str]], *, strict: bool, source: str, total: str
-) -> list[tuple[str, str]]:
-    """Raises `AnnotationError` listing `problems` in strict mode; otherwise
-    warns once and returns them as the `skipped` list."""
-    if problems and strict:
-        listing = "\n".join(
-            f"  {where}: {reason}" for where, reason in problems[:MAX_LISTED_PROBLEMS]
-        )
-        more = len(problems) - MAX_LISTED_PROBLEMS
-        listing += f"\n  ... and {more} more" if more > 0 else ""
-        raise AnnotationError(
-            f"{len(problems)} unusable annotations or images in {source}:\n{listing}\n"
-            "Fix them, or pass strict=False to skip them (they are listed in .skipped)."
-        )
-    if problems:
-        warnings.warn(
-            f"Skipped {len(problems)} unusable annotations or images of {total} in {source} "
-            f"(first: {problems[0][0]}: {problems[0][1]}); see the .skipped list.",
-            stacklevel=3,
-        )
-    return list(problems)
-
-
 def image_shapes(paths: Sequence[str]) -> list[tuple[tuple[int, int] | None, str | None]]:
     """[(height, width) or None, reason or None] per path, decoding each image once."""
 
@@ -143,31 +113,6 @@ def image_shapes(paths: Sequence[str]) -> list[tuple[tuple[int, int] | None, str
         return list(
             tqdm(pool.map(inspect, paths), total=len(paths), desc="Checking images", leave=False)
         )
-
-
-def split_images(
-    count: int, *, validation_split: float | None, test_split: float | None, seed: int | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Random (train, validation, test) image indices, the same for the same seed."""
-    for name, value in (("validation_split", validation_split), ("test_split", test_split)):
-        if value is not None and not 0.0 < value < 1.0:
-            raise ValueError(f"{name} must be in (0, 1); got {value}.")
-    order = np.random.default_rng(0 if seed is None else seed).permutation(count)
-    n_validation = int(round(count * (validation_split or 0.0)))
-    n_test = int(round(count * (test_split or 0.0)))
-    if (
-        (validation_split and n_validation == 0)
-        or (test_split and n_test == 0)
-        or n_validation + n_test >= count
-    ):
-        raise ValueError(
-            f"{count} usable images are too few to split with validation_split="
-            f"{validation_split}, test_split={test_split}."
-        )
-    validation = order[:n_validation]
-    test = order[n_validation : n_validation + n_test]
-    train = order[n_validation + n_test :]
-    return tuple(np.sort(part) for part in (train, validation, test))
 
 
 def resolve_max_boxes(counts: Sequence[int], max_boxes: int | None, names: Sequence[str]) -> int:

@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tensorflow_datasets
 
+from tfx_transfer.core.label_maps import COCO_IDS
 from tfx_transfer.data.detection.batching import (
     DetectionData,
     assemble,
@@ -19,8 +20,7 @@ from tfx_transfer.data.detection.batching import (
 )
 from tfx_transfer.data.detection.boxes import keras_cv, validate_format
 from tfx_transfer.data.images import as_size
-from tfx_transfer.data.tfds_source import _prepare
-from tfx_transfer.label_maps import COCO_IDS
+from tfx_transfer.data.tfds_prepare import prepare
 
 
 def tfds_detection(
@@ -73,7 +73,7 @@ def tfds_detection(
         )
     has_crowd = "is_crowd" in objects.feature
     if not builder.is_prepared():
-        _prepare(builder, name, download)
+        prepare(builder, name, download)
     class_names = list(objects["label"].names)
     class_ids = list(COCO_IDS) if _is_coco(name, class_names) else list(range(len(class_names)))
 

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import numpy as np
 
+from tfx_transfer.core.label_maps import LabelMap
+from tfx_transfer.data.common import AnnotationError
 from tfx_transfer.data.detection.batching import (
-    AnnotationError,
     DetectionData,
     ImageRecord,
     file_detection_data,
 )
 from tfx_transfer.data.detection.boxes import validate_format
 from tfx_transfer.data.images import as_size
-from tfx_transfer.label_maps import LabelMap
 
 _CORNERS = ("xmin", "ymin", "xmax", "ymax")
 

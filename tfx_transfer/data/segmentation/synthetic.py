@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from tfx_transfer.data import shapes
+from tfx_transfer.data.common import array_pipeline
 from tfx_transfer.data.detection.synthetic import _classes, _render
-from tfx_transfer.data.pipeline import array_pipeline
 from tfx_transfer.data.segmentation.masks import IGNORE_INDEX, SegmentationData
 
 BACKGROUND = "background"

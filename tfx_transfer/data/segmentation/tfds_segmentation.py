@@ -21,7 +21,7 @@ from tfx_transfer.data.segmentation.masks import (
     describe_values,
     resize_mask,
 )
-from tfx_transfer.data.tfds_source import _prepare
+from tfx_transfer.data.tfds_prepare import prepare
 
 SPLIT_NAMES = ("train", "validation", "test")
 # Names of the raw mask values of catalogued data sets whose masks have no class names.
@@ -93,7 +93,7 @@ def tfds_segmentation(
                 f"{sorted(features.keys())}."
             )
     if not builder.is_prepared():
-        _prepare(builder, name, download)
+        prepare(builder, name, download)
     size = as_size(image_size)
 
     def remap(raw):

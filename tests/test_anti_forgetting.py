@@ -76,3 +76,22 @@ def test_distillation_reduces_forgetting_on_the_embedded_data():
     print(f"change on old classes: plain {changes[0.0]:+.3f}, distillation {changes[5.0]:+.3f}")
     assert changes[0.0] < 0  # plain fine-tuning of everything forgets
     assert changes[5.0] > changes[0.0]  # measured here: -0.042 vs -0.058
+
+
+def test_a_model_compiled_for_distillation_loads_in_safe_mode(tmp_path):
+    from tfx_transfer.training.anti_forgetting import label_accuracy
+
+    model = conv_classifier(3)
+    model.compile(
+        optimizer="adam",
+        loss=DistillationLoss(num_old_classes=2),
+        metrics=[keras.metrics.MeanMetricWrapper(label_accuracy, name="accuracy")],
+    )
+    targets = np.concatenate([np.eye(3)[[0, 1]], np.zeros((2, 2))], axis=1).astype("float32")
+    model.fit(random_images(2), targets, epochs=1, verbose=0)
+    model.save(tmp_path / "checkpoint.keras")
+    loaded = tt.load_model(tmp_path / "checkpoint.keras")
+    assert loaded.evaluate(random_images(2), targets, verbose=0, return_dict=True).keys() >= {
+        "accuracy",
+        "loss",
+    }

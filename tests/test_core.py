@@ -128,7 +128,7 @@ def test_every_registered_class_is_in_the_loading_table():
         tree = ast.parse(path.read_text())
         module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
         for node in ast.walk(tree):
-            if isinstance(node, ast.ClassDef) and any(
+            if isinstance(node, ast.ClassDef | ast.FunctionDef) and any(
                 "register_keras_serializable" in ast.unparse(d) for d in node.decorator_list
             ):
                 registered[node.name] = module

@@ -39,13 +39,13 @@ if TYPE_CHECKING:
     from tfx_transfer.app.run_dir import RunDirectory
     from tfx_transfer.app.tuning.results import TuneResult
     from tfx_transfer.app.tuning.search import tune
-    from tfx_transfer.backbones import (
+    from tfx_transfer.backbones.build import block_boundaries, build_backbone
+    from tfx_transfer.backbones.registry import (
         BackboneSpec,
         feature_layer_names,
         get_backbone_spec,
         list_backbones,
     )
-    from tfx_transfer.backbones.build import block_boundaries, build_backbone
     from tfx_transfer.classification.build import build_classifier
     from tfx_transfer.classification.metrics import EvaluationReport
     from tfx_transfer.classification.predict import predict_images

@@ -124,7 +124,7 @@ def aligned_backbones() -> list[str]:
     return [name for name in list_backbones() if get_backbone_spec(name).features_aligned]
 
 
-def check_aligned(name: str) -> None:
+def check_aligned(name: str, task: str = "detector") -> None:
     """Raises a ValueError naming `name` and the usable backbones if its levels don't align.
 
     Example:
@@ -136,9 +136,65 @@ def check_aligned(name: str) -> None:
     spec = get_backbone_spec(name)
     if not spec.features_aligned:
         raise ValueError(
-            f"Backbone {name!r} cannot be used by a detector: its feature levels P3..P5 do not "
-            f"align (valid padding: P4 is not half of P3), so the feature pyramid cannot add "
-            f"them. Use one of: {', '.join(aligned_backbones())}."
+            f"Backbone {name!r} cannot be used by a {task}: its feature levels do not align "
+            f"(valid padding: P4 is not half of P3), so a feature pyramid cannot join them. "
+            f"Use one of: {', '.join(aligned_backbones())}."
+        )
+
+
+def resolve_pyramid_backbone(
+    backbone: Any,
+    weights: Weights,
+    input_shape: Sequence[int | None] | None,
+    *,
+    levels: Sequence[str],
+    default_size: int,
+    task: str,
+) -> keras_cv.models.Backbone:
+    """The backbone of a detector or segmenter, exposing feature `levels` ("P2".."P5").
+
+    Takes a registry name (built here), a model from `tt.build_backbone` (wrapped)
+    or a `keras_cv.models.Backbone` that has those levels.
+
+    Example:
+
+    >>> resolve_pyramid_backbone("resnet50", None, (256, 256, 3), levels=("P3", "P4", "P5"),
+    ...                          default_size=512, task="detector").pyramid_level_inputs["P3"]
+    'conv3_block4_out'
+    """
+    if isinstance(backbone, str):
+        if backbone in list_backbones():
+            check_aligned(backbone, task)
+        shape = check_detector_input_shape(input_shape, default_size)
+        return PyramidBackbone.from_registry(
+            backbone, weights=weights, input_shape=shape, levels=tuple(levels)
+        )
+    if isinstance(backbone, keras_cv.models.Backbone):
+        present = getattr(backbone, "pyramid_level_inputs", None) or {}
+        missing = [level for level in levels if level not in present]
+        if missing:
+            raise ValueError(
+                f"KerasCV backbone {backbone.name!r} has no pyramid levels {missing} "
+                f"(pyramid_level_inputs: {dict(present)}); a {task} needs {list(levels)}."
+            )
+        _check_same_shape(backbone, input_shape)
+        return backbone
+    if isinstance(backbone, keras.Model) and backbone.name in list_backbones():
+        _check_same_shape(backbone, input_shape)
+        check_detector_input_shape(backbone.input_shape[1:], default_size)
+        return PyramidBackbone.wrap(backbone, levels=tuple(levels))
+    raise TypeError(
+        f"backbone must be a registry name ({', '.join(aligned_backbones())}), a model from "
+        f"tt.build_backbone, or a keras_cv.models.Backbone; got {type(backbone).__name__} "
+        f"{getattr(backbone, 'name', '')!r}."
+    )
+
+
+def _check_same_shape(backbone: keras.Model, input_shape) -> None:
+    if input_shape is not None and tuple(input_shape) != tuple(backbone.input_shape[1:]):
+        raise ValueError(
+            f"input_shape {tuple(input_shape)} disagrees with backbone {backbone.name!r}'s "
+            f"input shape {backbone.input_shape[1:]}; build the backbone at that size."
         )
 
 

@@ -9,7 +9,7 @@ import keras
 from tfx_transfer.backbones.build import build_backbone, freeze_batchnorm
 from tfx_transfer.backbones.registry import get_backbone_spec, list_backbones
 from tfx_transfer.classification.head import classification_head
-from tfx_transfer.core.metadata import ACTIVATIONS, ClassMetadata, TransferModel, with_metadata
+from tfx_transfer.core.metadata import ClassMetadata, TransferModel, with_metadata
 from tfx_transfer.core.preprocessing import MODES, ImagePreprocessing
 from tfx_transfer.core.weights import Weights
 
@@ -66,16 +66,7 @@ def build_classifier(
     >>> model.get_layer("predictions").kernel.shape
     (1024, 90)
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive integer; got {num_classes!r}.")
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"Unknown activation {activation!r}; expected one of {ACTIVATIONS}.")
-    names = (
-        class_names if class_names is not None else ClassMetadata.default(num_classes).class_names
-    )
-    if len(names) != num_classes:
-        raise ValueError(f"Got {len(names)} class_names for num_classes={num_classes}.")
-    metadata = ClassMetadata.from_names(names, activation=activation)
+    metadata = ClassMetadata.for_classes(num_classes, class_names, activation=activation)
 
     backbone_model, mode = _resolve_backbone(backbone, weights, input_shape, preprocessing)
     backbone_model.trainable = not freeze_backbone

@@ -76,20 +76,13 @@ def evaluate_classifier(
     """Evaluates a classifier, and for an expanded one its old and new classes apart
     (`tt.evaluate` calls it for classifiers).
 
-    Args:
-        model: a classifier; its output columns are its classes.
-        data: a `tf.data.Dataset` of (images, int labels) batches, or a tuple
-            (images, labels) of arrays; labels index the model's columns.
-        reference: keras.Model. The original model before expansion; its top-1
-            on the old-class images gives the change on old classes.
-        old_classes: int or class names. The old classes (the first columns);
-            by default the count before the model's last expansion, or the
-            reference model's class count.
+    Takes the arguments of `tt.evaluate` (a classifier; (images, int labels)
+    batches or arrays); `reference`'s top-1 on the old-class images gives the
+    change on old classes.
 
     Example:
 
-    >>> report = tt.evaluate(expanded, test_data, reference=base)
-    >>> print(report)              # top1, top5, old_accuracy, new_accuracy, change
+    >>> report = evaluate_classifier(expanded, (x_test, y_test), reference=base)
     >>> report.old_accuracy_change
     -0.004
     """

@@ -73,6 +73,34 @@ class ClassMetadata:
         return cls(tuple(class_names), activation=activation, multi_label=activation == "sigmoid")
 
     @classmethod
+    def for_classes(
+        cls,
+        num_classes: int,
+        class_names: Sequence[str] | None = None,
+        *,
+        activation: str | None = None,
+        multi_label: bool | None = None,
+    ) -> ClassMetadata:
+        """Metadata for a model built with `num_classes` classes, checking the builder's
+        arguments: a positive integer count, and one name per class (default `class_0`, ...).
+
+        Example:
+
+        >>> ClassMetadata.for_classes(2, ["cat", "dog"], activation="softmax").class_names
+        ('cat', 'dog')
+        """
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive integer; got {num_classes!r}.")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"Unknown activation {activation!r}; expected one of {ACTIVATIONS}.")
+        names = cls.default(num_classes).class_names if class_names is None else class_names
+        if len(names) != num_classes:
+            raise ValueError(f"Got {len(names)} class_names for num_classes={num_classes}.")
+        if multi_label is None:
+            multi_label = activation == "sigmoid"
+        return cls(tuple(names), activation=activation, multi_label=multi_label)
+
+    @classmethod
     def default(cls, num_classes: int) -> ClassMetadata:
         """Names `class_0`, `class_1`, ... for a model that carries no metadata."""
         return cls(tuple(f"class_{i}" for i in range(num_classes)))

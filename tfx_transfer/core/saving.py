@@ -27,6 +27,7 @@ REGISTERED_IN = {
     "ROIAlign": "tfx_transfer.detection.roi_align",
     "TransferDeepLabV3Plus": "tfx_transfer.segmentation.build",
     "DistillationLoss": "tfx_transfer.training.anti_forgetting",
+    "label_accuracy": "tfx_transfer.training.anti_forgetting",
     "OneCycle": "tfx_transfer.training.schedules",
     "CyclicalLearningRate": "tfx_transfer.training.schedules",
 }

@@ -18,7 +18,9 @@ import keras_cv
 import numpy as np
 from keras import ops
 
-FOCAL_PRIOR = -float(np.log((1 - 0.01) / 0.01))
+from tfx_transfer.heads.locate import RETINANET_PRIOR
+
+FOCAL_PRIOR = -float(np.log((1 - RETINANET_PRIOR) / RETINANET_PRIOR))
 
 
 @keras.saving.register_keras_serializable(package="tfx_transfer")

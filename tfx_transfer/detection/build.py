@@ -12,18 +12,13 @@ import keras_cv
 from tfx_transfer.backbones.build import freeze_batchnorm
 from tfx_transfer.backbones.pyramid import (
     DETECTION_LEVELS,
-    PyramidBackbone,
-    aligned_backbones,
-    check_aligned,
-    check_detector_input_shape,
+    resolve_pyramid_backbone,
 )
-from tfx_transfer.backbones.registry import list_backbones
 from tfx_transfer.core.graph import all_layers
 from tfx_transfer.core.metadata import ClassMetadata
 from tfx_transfer.core.weights import Weights
 from tfx_transfer.detection import models
 from tfx_transfer.detection.faster_rcnn import TransferFasterRCNN
-from tfx_transfer.heads.carrier import default_metadata
 from tfx_transfer.heads.frozen_channels import FrozenChannels
 
 DETECTOR_CLASSES = {**models.DETECTOR_CLASSES, "faster_rcnn": TransferFasterRCNN}
@@ -97,23 +92,24 @@ def build_detector(
     """
     if arch not in DETECTOR_CLASSES:
         raise ValueError(f"Unknown detector arch {arch!r}; choose one of {list(ARCHITECTURES)}.")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive integer; got {num_classes!r}.")
     detector_class = DETECTOR_CLASSES[arch]
-    names = (
-        tuple(class_names)
-        if class_names is not None
-        else ClassMetadata.default(num_classes).class_names
+    metadata = ClassMetadata.for_classes(
+        num_classes,
+        class_names,
+        activation=detector_class.logits_activation,
+        multi_label=detector_class.multi_label,
     )
-    if len(names) != num_classes:
-        raise ValueError(f"Got {len(names)} class_names for num_classes={num_classes}.")
-    metadata = default_metadata(
-        num_classes, detector_class.logits_activation, multi_label=detector_class.multi_label
-    ).replace(class_names=names, class_ids=())
     if options and arch != "faster_rcnn":
         raise ValueError(f"Unknown arguments for {arch}: {sorted(options)}.")
 
-    backbone_model = _resolve_backbone(backbone, weights, input_shape)
+    backbone_model = resolve_pyramid_backbone(
+        backbone,
+        weights,
+        input_shape,
+        levels=DETECTION_LEVELS,
+        default_size=DEFAULT_SIZE,
+        task="detector",
+    )
     backbone_model.trainable = not freeze_backbone
     freeze_batchnorm(backbone_model)
     if arch == "retinanet":
@@ -251,37 +247,3 @@ def _outside_head(model: keras.Model) -> list[keras.layers.Layer]:
         {id(layer) for layer in all_layers(head, include_self=True)} if head is not None else set()
     )
     return [layer for layer in all_layers(model) if id(layer) not in inside]
-
-
-def _resolve_backbone(backbone: Any, weights, input_shape) -> keras_cv.models.Backbone:
-    if isinstance(backbone, str):
-        check_aligned(backbone)
-        shape = check_detector_input_shape(input_shape, DEFAULT_SIZE)
-        return PyramidBackbone.from_registry(backbone, weights=weights, input_shape=shape)
-    if isinstance(backbone, keras_cv.models.Backbone):
-        levels = getattr(backbone, "pyramid_level_inputs", None) or {}
-        missing = [level for level in DETECTION_LEVELS if level not in levels]
-        if missing:
-            raise ValueError(
-                f"KerasCV backbone {backbone.name!r} has no pyramid levels {missing} "
-                f"(pyramid_level_inputs: {dict(levels)}); detectors need P3, P4 and P5."
-            )
-        _check_same_shape(backbone, input_shape)
-        return backbone
-    if isinstance(backbone, keras.Model) and backbone.name in list_backbones():
-        _check_same_shape(backbone, input_shape)
-        check_detector_input_shape(backbone.input_shape[1:], DEFAULT_SIZE)
-        return PyramidBackbone.wrap(backbone)
-    raise TypeError(
-        f"backbone must be a registry name ({', '.join(aligned_backbones())}), a model from "
-        f"tt.build_backbone, or a keras_cv.models.Backbone; got {type(backbone).__name__} "
-        f"{getattr(backbone, 'name', '')!r}."
-    )
-
-
-def _check_same_shape(backbone: keras.Model, input_shape) -> None:
-    if input_shape is not None and tuple(input_shape) != tuple(backbone.input_shape[1:]):
-        raise ValueError(
-            f"input_shape {tuple(input_shape)} disagrees with backbone {backbone.name!r}'s "
-            f"input shape {backbone.input_shape[1:]}; build the backbone at that size."
-        )

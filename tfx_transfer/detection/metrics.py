@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from tfx_transfer.core.conventions import BOX_PADDING
 from tfx_transfer.core.report import Report, fmt
 
-PADDING = -1
 DECIMALS = 10
 SCORE_KEYS = ("confidence", "scores")
 EVALUATION_CONFIDENCE = 0.001  # lowest detection score an evaluation counts (as YOLO val)
@@ -375,7 +375,7 @@ def _per_image(data, what: str, *, scores: bool) -> list[tuple[np.ndarray, np.nd
                 f"{what}, image {position}: {len(boxes)} boxes, {len(classes)} classes and "
                 f"{len(values)} scores."
             )
-        keep = classes != PADDING
+        keep = classes != BOX_PADDING
         if image["count"] is not None:
             keep &= np.arange(len(classes)) < int(np.asarray(image["count"]))
         if np.any(classes[keep] < 0) or np.any(classes[keep] != np.round(classes[keep])):

@@ -13,14 +13,14 @@ per-pixel class probabilities (B, H, W, classes); train it with `fit` on
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import keras
 import keras_cv
 
 from tfx_transfer.backbones.build import freeze_batchnorm
-from tfx_transfer.backbones.pyramid import PyramidBackbone, check_detector_input_shape
-from tfx_transfer.backbones.registry import get_backbone_spec, list_backbones
+from tfx_transfer.backbones.pyramid import (
+    resolve_pyramid_backbone,
+)
 from tfx_transfer.core.graph import all_layers
 from tfx_transfer.core.metadata import ClassMetadata
 from tfx_transfer.core.weights import Weights
@@ -32,7 +32,6 @@ SEGMENTATION_LEVELS = ("P2", "P3", "P4", "P5")
 SEGMENTATION_LOGITS = "segmentation_logits"
 SEGMENTATION_PROBABILITIES = "segmentation_probabilities"
 DEFAULT_SIZE = 256
-IGNORE_INDEX = 255
 
 
 def segmentation_head(num_classes: int) -> keras.Sequential:
@@ -137,15 +136,15 @@ def build_segmenter(
     """
     if arch not in ARCHITECTURES:
         raise ValueError(f"Unknown segmenter arch {arch!r}; choose one of {list(ARCHITECTURES)}.")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive integer; got {num_classes!r}.")
-    names = tuple(class_names) if class_names is not None else None
-    metadata = ClassMetadata.from_names(
-        names or ClassMetadata.default(num_classes).class_names, activation="softmax"
+    metadata = ClassMetadata.for_classes(num_classes, class_names, activation="softmax")
+    backbone_model = resolve_pyramid_backbone(
+        backbone,
+        weights,
+        input_shape,
+        levels=SEGMENTATION_LEVELS,
+        default_size=DEFAULT_SIZE,
+        task="segmenter",
     )
-    if metadata.num_classes != num_classes:
-        raise ValueError(f"Got {metadata.num_classes} class_names for num_classes={num_classes}.")
-    backbone_model = _resolve_backbone(backbone, weights, input_shape)
     backbone_model.trainable = not freeze_backbone
     freeze_batchnorm(backbone_model)
     return TransferDeepLabV3Plus(
@@ -175,42 +174,7 @@ def rebuild_segmenter(
         num_classes=class_metadata.num_classes,
         class_metadata=class_metadata.get_config(),
         frozen_channels=[record.get_config() for record in frozen_channels],
-        frozen_layers=[i for i, layer in enumerate(_layers(segmenter)) if not layer.trainable],
+        frozen_layers=[i for i, layer in enumerate(all_layers(segmenter)) if not layer.trainable],
         segmentation_head=None,
     )
     return TransferDeepLabV3Plus.from_config(config)
-
-
-def _resolve_backbone(backbone: Any, weights, input_shape) -> keras_cv.models.Backbone:
-    if isinstance(backbone, str):
-        if backbone in list_backbones() and not get_backbone_spec(backbone).features_aligned:
-            aligned = [n for n in list_backbones() if get_backbone_spec(n).features_aligned]
-            raise ValueError(
-                f"Backbone {backbone!r} cannot be used by a segmenter: its feature levels do not "
-                f"align (valid padding), so P5 upsampled 8x does not meet P2. Use one of: "
-                f"{', '.join(aligned)}."
-            )
-        shape = check_detector_input_shape(input_shape, DEFAULT_SIZE)
-        return PyramidBackbone.from_registry(
-            backbone, weights=weights, input_shape=shape, levels=SEGMENTATION_LEVELS
-        )
-    if isinstance(backbone, keras_cv.models.Backbone):
-        levels = getattr(backbone, "pyramid_level_inputs", None) or {}
-        missing = [level for level in ("P2", "P5") if level not in levels]
-        if missing:
-            raise ValueError(
-                f"KerasCV backbone {backbone.name!r} has no pyramid levels {missing}; "
-                "DeepLabV3+ reads P2 and P5."
-            )
-        return backbone
-    if isinstance(backbone, keras.Model) and backbone.name in list_backbones():
-        check_detector_input_shape(backbone.input_shape[1:], DEFAULT_SIZE)
-        return PyramidBackbone.wrap(backbone, levels=SEGMENTATION_LEVELS)
-    raise TypeError(
-        "backbone must be a registry name, a model from tt.build_backbone, or a "
-        f"keras_cv.models.Backbone; got {type(backbone).__name__}."
-    )
-
-
-def _layers(model: keras.Model) -> list[keras.layers.Layer]:
-    return all_layers(model)

@@ -18,6 +18,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from tfx_transfer.core.conventions import IGNORE_INDEX
 from tfx_transfer.core.metadata import (
     class_info,
     class_steps,
@@ -26,7 +27,6 @@ from tfx_transfer.core.metadata import (
 )
 from tfx_transfer.core.report import Report, fmt
 
-IGNORE_INDEX = 255
 BATCH_SIZE = 32  # images per model call when `data` is a tuple of arrays
 SPLITS = ("test", "validation", "train")
 MASK_KEYS = ("segmentation_masks", "masks")

@@ -19,7 +19,7 @@ import keras
 import numpy as np
 
 from tfx_transfer.core.graph import input_layers
-from tfx_transfer.core.metadata import ClassMetadata, TransferModel
+from tfx_transfer.core.metadata import ClassMetadata, TransferModel, with_metadata
 from tfx_transfer.heads.column_blocks import ColumnBlockDense
 from tfx_transfer.heads.locate import (
     CLASSIFIER_LAYERS,
@@ -28,7 +28,7 @@ from tfx_transfer.heads.locate import (
     dense_kernel_and_bias,
 )
 from tfx_transfer.surgery.columns import PROBABILITIES
-from tfx_transfer.surgery.rebuild import clone_with_weights, with_metadata
+from tfx_transfer.surgery.rebuild import clone_with_weights
 
 CLASS_LOGITS = "class_logits"
 

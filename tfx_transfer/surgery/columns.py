@@ -7,10 +7,10 @@ from collections.abc import Mapping, Sequence
 import keras
 import numpy as np
 
-from tfx_transfer.core.metadata import ClassMetadata, TransferModel
+from tfx_transfer.core.metadata import ClassMetadata, TransferModel, with_metadata
 from tfx_transfer.heads.column_blocks import ColumnBlockDense
 from tfx_transfer.heads.locate import Classifier, assign_dense
-from tfx_transfer.surgery.rebuild import clone_with_weights, with_metadata
+from tfx_transfer.surgery.rebuild import clone_with_weights
 
 PROBABILITIES = "probabilities"
 

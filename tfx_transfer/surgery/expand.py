@@ -8,7 +8,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from tfx_transfer.core.metadata import ClassMetadata, TransferModel, class_info
+from tfx_transfer.core.metadata import ClassMetadata, TransferModel, class_info, with_metadata
 from tfx_transfer.heads.column_blocks import ColumnBlockDense
 from tfx_transfer.heads.locate import (
     ANCHOR_BRANCHED,
@@ -36,7 +36,7 @@ from tfx_transfer.surgery.initializers import (
     new_biases,
     new_columns,
 )
-from tfx_transfer.surgery.rebuild import clone_with_weights, features_before, with_metadata
+from tfx_transfer.surgery.rebuild import clone_with_weights, features_before
 
 
 def expand_classes(

@@ -6,8 +6,6 @@ from collections.abc import Callable, Mapping
 
 import keras
 
-from tfx_transfer.core.metadata import ClassMetadata, TransferModel, with_metadata
-
 
 def as_functional(model: keras.Model, *, stop_before: str | None = None) -> keras.Model:
     """`model` itself if functional; a functional view over a Sequential's layers
@@ -32,34 +30,6 @@ def features_before(model: keras.Model, layer_name: str) -> keras.Model:
     if isinstance(model, keras.Sequential):
         return as_functional(model, stop_before=layer_name)
     return keras.Model(model.inputs, model.get_layer(layer_name).input)
-
-
-def replace_layer(
-    model: keras.Model,
-    layer_name: str,
-    make_layer: Callable[[keras.layers.Layer], keras.layers.Layer],
-    metadata: ClassMetadata,
-    *,
-    append: Callable[[], keras.layers.Layer] | None = None,
-) -> TransferModel:
-    """A new model like `model`, with layer `layer_name` replaced by `make_layer(old)`.
-
-    Every other layer is re-created from its config (trainable flags included)
-    and gets a copy of its weights (BatchNorm statistics included), so the new
-    model shares nothing with `model`. `append()` optionally returns a layer
-    applied right after the replaced one (e.g. the activation split off a
-    foreign classifier). The caller sets the replaced layer's weights.
-    """
-    clone = clone_with_weights(
-        model, {layer_name: make_layer}, append={layer_name: append} if append else None
-    )
-    inputs, outputs = clone.inputs, clone.outputs
-    return with_metadata(
-        inputs[0] if len(inputs) == 1 else inputs,
-        outputs[0] if len(outputs) == 1 else outputs,
-        metadata,
-        name=model.name,
-    )
 
 
 def clone_with_weights(

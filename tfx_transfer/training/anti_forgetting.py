@@ -59,8 +59,13 @@ class DistillationLoss(keras.losses.Loss):
         }
 
 
+@keras.saving.register_keras_serializable(package="tfx_transfer")
 def label_accuracy(y_true, y_pred):
-    """Accuracy for `DistillationLoss` targets (labels first, teacher logits after)."""
+    """Accuracy for `DistillationLoss` targets (labels first, teacher logits after).
+
+    Registered, so that a model compiled for distillation (a `tt.fine_tune`
+    checkpoint) loads with `tt.load_model`.
+    """
     labels = ops.argmax(y_true[:, : ops.shape(y_pred)[-1]], axis=-1)
     return ops.cast(ops.equal(labels, ops.argmax(y_pred, axis=-1)), "float32")
 

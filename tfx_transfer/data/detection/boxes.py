@@ -14,7 +14,9 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-PADDING = -1.0
+from tfx_transfer.core.conventions import BOX_PADDING
+
+PADDING = float(BOX_PADDING)  # as boxes and classes are float32
 # A box narrower or lower than this (pixels) after clipping is degenerate.
 MIN_SIZE = 1.0
 

@@ -25,10 +25,10 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from tfx_transfer.data.detection.batching import report_problems, split_images
+from tfx_transfer.core.conventions import IGNORE_INDEX
+from tfx_transfer.data.common import report_problems, split_images
 from tfx_transfer.data.images import _clean, as_size, decode_resize, unusable_reason
 
-IGNORE_INDEX = 255
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # How `decode_mask` reads a PNG: 8-bit-per-sample grey (or equal RGB), 16-bit, palette.
 _GREY8, _GREY16, _PALETTE = 0, 1, 2

@@ -13,10 +13,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from tfx_transfer.core.conventions import IGNORE_INDEX
 from tfx_transfer.data import shapes
 from tfx_transfer.data.common import array_pipeline
 from tfx_transfer.data.detection.synthetic import _classes, _render
-from tfx_transfer.data.segmentation.masks import IGNORE_INDEX, SegmentationData
+from tfx_transfer.data.segmentation.masks import SegmentationData
 
 BACKGROUND = "background"
 DEFAULT_IMAGE_SIZE = 64

@@ -11,10 +11,10 @@ import tensorflow as tf
 import tensorflow_datasets as tensorflow_datasets
 from tqdm.auto import tqdm
 
-from tfx_transfer.data.detection.batching import report_problems
+from tfx_transfer.core.conventions import IGNORE_INDEX
+from tfx_transfer.data.common import report_problems
 from tfx_transfer.data.images import as_size
 from tfx_transfer.data.segmentation.masks import (
-    IGNORE_INDEX,
     SegmentationData,
     batch_pairs,
     check_ignore_index,

@@ -6,8 +6,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -306,3 +307,15 @@ def split_images(
     test = order[n_validation : n_validation + n_test]
     train = order[n_validation + n_test :]
     return tuple(np.sort(part) for part in (train, validation, test))
+
+
+def generate_splits(make: Callable[[str, int], Any], **counts: int) -> dict[str, Any]:
+    """{split: make(split, count)} for each split (train, validation, test) whose count is
+    positive (synthetic data sets draw each split from its own seed).
+
+    Example:
+
+    >>> generate_splits(lambda split, n: n, train=8, validation=0, test=4)
+    {'train': 8, 'test': 4}
+    """
+    return {split: make(split, count) for split, count in counts.items() if count}

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfx_transfer.data import shapes
+from tfx_transfer.data.common import generate_splits
 from tfx_transfer.data.detection.batching import (
     DetectionData,
     batches,
@@ -124,23 +125,21 @@ def synthetic_detection(
     """
     classes = _classes(classes)
     bounding_box_format = validate_format(bounding_box_format)
-    parts = {}
-    for split, count in (
-        ("train", num_images),
-        ("validation", validation_images),
-        ("test", test_images),
-    ):
-        if count:
-            parts[split] = synthetic_detection_arrays(
-                count,
-                image_size=image_size,
-                classes=classes,
-                max_objects=max_objects,
-                min_objects=min_objects,
-                split=split,
-                seed=seed,
-                object_size=object_size,
-            )[:3]
+    parts = generate_splits(
+        lambda split, count: synthetic_detection_arrays(
+            count,
+            image_size=image_size,
+            classes=classes,
+            max_objects=max_objects,
+            min_objects=min_objects,
+            split=split,
+            seed=seed,
+            object_size=object_size,
+        )[:3],
+        train=num_images,
+        validation=validation_images,
+        test=test_images,
+    )
     if "train" not in parts:
         raise ValueError(f"num_images must be at least 1; got {num_images}.")
 

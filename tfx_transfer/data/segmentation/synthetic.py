@@ -15,7 +15,7 @@ import numpy as np
 
 from tfx_transfer.core.conventions import IGNORE_INDEX
 from tfx_transfer.data import shapes
-from tfx_transfer.data.common import array_pipeline
+from tfx_transfer.data.common import array_pipeline, generate_splits
 from tfx_transfer.data.detection.synthetic import _classes, _render
 from tfx_transfer.data.segmentation.masks import SegmentationData
 
@@ -119,22 +119,20 @@ def synthetic_segmentation(
     if num_images < 1:
         raise ValueError(f"num_images must be at least 1; got {num_images}.")
     class_names = [BACKGROUND, *classes]
-    parts = {}
-    for split, count in (
-        ("train", num_images),
-        ("validation", validation_images),
-        ("test", test_images),
-    ):
-        if count:
-            parts[split] = synthetic_segmentation_arrays(
-                count,
-                classes=classes,
-                image_size=image_size,
-                objects_per_image=objects_per_image,
-                split=split,
-                seed=seed,
-                object_size=object_size,
-            )
+    parts = generate_splits(
+        lambda split, count: synthetic_segmentation_arrays(
+            count,
+            classes=classes,
+            image_size=image_size,
+            objects_per_image=objects_per_image,
+            split=split,
+            seed=seed,
+            object_size=object_size,
+        ),
+        train=num_images,
+        validation=validation_images,
+        test=test_images,
+    )
 
     def pipeline(split):
         if split not in parts:

@@ -18,7 +18,8 @@ def test_metadata_survives_save_and_load_model(tmp_path):
     np.testing.assert_array_equal(
         model.predict(images, verbose=0), loaded.predict(images, verbose=0)
     )
-    # Plain Keras loading in safe mode works as well once the package is imported.
+    # Plain Keras loading in safe mode works as well once the toolkit's objects are registered.
+    tt.register_keras_objects()
     plain = keras.saving.load_model(path, safe_mode=True)
     assert tt.class_info(plain).class_names == ("a", "b", "c")
 

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from tfx_transfer.core.cost import ModelCost, cost_table, model_cost
     from tfx_transfer.core.label_maps import LabelMap
     from tfx_transfer.core.metadata import ClassMetadata, TransferModel, class_info, class_steps
-    from tfx_transfer.core.saving import load_model
+    from tfx_transfer.core.saving import load_model, register_keras_objects
     from tfx_transfer.core.weights import WeightsUnavailableError
     from tfx_transfer.detection.build import build_detector
     from tfx_transfer.detection.metrics import (

@@ -3,7 +3,9 @@
 Our layers and models are registered with Keras under `tfx_transfer>ClassName`.
 `load_model` imports the module of each registered name the file uses (from the
 table below) before Keras deserialises it, so a classifier loads without
-importing KerasCV, and a detector's file brings in what it needs.
+importing KerasCV, and a detector's file brings in what it needs. Plain
+`keras.saving.load_model` finds them once their modules are imported:
+`register_keras_objects()` imports them all (`import tfx_transfer` alone stays light).
 """
 
 from __future__ import annotations
@@ -82,3 +84,16 @@ def import_registering_modules(path: str | os.PathLike) -> list[str]:
     for module in modules:
         importlib.import_module(module)
     return modules
+
+
+def register_keras_objects() -> None:
+    """Registers every Keras object of the toolkit, for plain `keras.saving.load_model`
+    (`tt.load_model` needs no such call).
+
+    Example:
+
+    >>> tt.register_keras_objects()
+    >>> keras.saving.load_model("flowers.keras", safe_mode=True)
+    """
+    for module in sorted(set(REGISTERED_IN.values())):
+        importlib.import_module(module)

@@ -9,9 +9,11 @@ import names, on first use.
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 import importlib.util
 import sys
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +32,7 @@ def lazy_attributes(
     module = sys.modules[package]
     table = static_imports(module.__file__)
     namespace = module.__dict__
+    module.__class__ = _LazyPackage
 
     def __getattr__(name: str) -> Any:
         source = table.get(name)
@@ -47,6 +50,24 @@ def lazy_attributes(
     return __getattr__, __dir__, sorted(table)
 
 
+class _LazyPackage(types.ModuleType):
+    """A package whose public names stay what its imports say.
+
+    Importing a submodule binds it as an attribute of its package; where a public
+    name is a function of the same name as its submodule (`tt.training.fine_tune`
+    in `tfx_transfer/training/fine_tune.py`), that binding is skipped so that the
+    name keeps meaning the function (`importlib.import_module` still finds the module).
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and value.__name__ == f"{self.__name__}.{name}":
+            source = static_imports(self.__file__).get(name)
+            if source == value.__name__:  # the public name is the module's own attribute
+                return
+        super().__setattr__(name, value)
+
+
+@functools.cache
 def static_imports(path: str) -> dict[str, str]:
     """{name: module it is imported from} for the imports under `if TYPE_CHECKING:`."""
     with open(path, encoding="utf-8") as handle:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ import tensorflow as tf
 from tfx_transfer.core.io import write_atomically
 
 STATE_FILE = "state.npz"
+_AUTOMATIC_NUMBER = re.compile(r"_\d+(?=/|$)")
 PREVIOUS_FILE = "state.previous.npz"
 
 
@@ -116,14 +118,17 @@ def assign_state(state: dict[str, Any], group: str, variables: list) -> None:
 
 
 def _keyed(group: str, variables: list) -> dict[str, Any]:
-    """{"group/variable path": variable}; a path seen again gets "#2", "#3", ..."""
+    """{"group/variable path": variable}, Keras' automatic numbering left out of each
+    part of the path ("adam_1/..." and "adam/..." are the same optimizer when a resumed
+    run builds fewer of them); a key seen again gets "#2", "#3", ... in order."""
     keyed: dict[str, Any] = {}
     for variable in variables:
-        key = f"{group}/{variable.path}"
+        path = _AUTOMATIC_NUMBER.sub("", variable.path)
+        key = f"{group}/{path}"
         count = 1
         while key in keyed:
             count += 1
-            key = f"{group}/{variable.path}#{count}"
+            key = f"{group}/{path}#{count}"
         keyed[key] = variable
     return keyed
 

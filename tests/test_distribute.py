@@ -153,8 +153,8 @@ FASTER_RCNN_SCRIPT = textwrap.dedent(
         )
 
     # Both replicas get the same two scenes, so each replica's normalised loss equals the whole
-    # batch's, and at this size every anchor and ROI is sampled: two replicas must take exactly
-    # one device's step (the losses are divided by the replicas before the gradients add up).
+    # batch's: two replicas must take one device's step (the losses are divided by the
+    # replicas before the gradients add up; without that division the step doubles).
     scenes = tt.data.synthetic_detection(
         2, image_size=64, classes=["red_circle", "blue_triangle"], batch_size=2
     )
@@ -184,4 +184,7 @@ def test_faster_rcnn_on_two_replicas_takes_one_devices_step(two_cpus_stdout):
     line = next(line for line in two_cpus_stdout.splitlines() if line.startswith("FASTER_RCNN"))
     _, difference, moved = line.split()
     assert float(moved) > 1e-3  # the step changed the weights
-    assert float(difference) <= 1e-6
+    # Not bit-exact: which proposals and anchors the replicas sample depends on the order in
+    # which they advance the shared seed, so about half the runs differ by 4e-4 to 3e-3
+    # (6% of the step; usually 1e-8). Losses not divided by the replicas differ by the whole step.
+    assert float(difference) <= 0.25 * float(moved)

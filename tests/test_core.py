@@ -66,8 +66,14 @@ def test_frozen_graph_and_flop_statistics():
     graph_ = compat.frozen_graph(function)
     matmul = [op for op in graph_.get_operations() if op.type == "MatMul"][0]
     assert compat.operation_flops(graph_, matmul.node_def).value == 2 * 4 * 3
+
+
+def test_silenced_deprecations_turns_tensorflow_s_warnings_off_inside_the_block_only():
+    from tensorflow.python.util import deprecation
+
     with compat.silenced_deprecations():
-        pass
+        assert deprecation._PRINT_DEPRECATION_WARNINGS is False
+    assert deprecation._PRINT_DEPRECATION_WARNINGS is True
 
 
 def test_multi_worker_patch_applies_to_the_tested_keras():
@@ -137,7 +143,7 @@ def test_every_registered_class_is_in_the_loading_table():
     assert registered == saving.REGISTERED_IN
 
 
-def test_loading_a_classifier_imports_only_what_it_names(tmp_path):
+def test_loading_a_classifier_imports_only_what_it_names():
     modules = saving.import_registering_modules(tt.demo.base_model_path())
     assert modules == ["tfx_transfer.core.metadata"]
 

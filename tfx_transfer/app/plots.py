@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from tfx_transfer.core.io import write_atomically
+
 # Keys that `tt.fine_tune` adds once per stage (from `tt.evaluate`), not once per epoch.
 EVALUATION_KEYS = (
     "old_accuracy",
@@ -353,9 +355,6 @@ def plot_search(
     for axis in axes[len(panels) :]:
         axis.set_visible(False)
     return _save(figure, path)
-
-
-from tfx_transfer.core.io import write_atomically  # noqa: E402  (moved below by ruff)
 
 
 def _save(figure, path: str | os.PathLike) -> Path:

@@ -86,6 +86,6 @@ def _resolve(source: str, name: str, package: str) -> Any:
     """`source.name`: an attribute of module `source`, or its submodule `name`."""
     if source != package:
         module = importlib.import_module(source)
-        if name in dir(module) or hasattr(module, name):
+        if hasattr(module, name):
             return getattr(module, name)
     return importlib.import_module(f"{source}.{name}")

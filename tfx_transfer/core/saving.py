@@ -77,7 +77,7 @@ def import_registering_modules(path: str | os.PathLike) -> list[str]:
             config = archive.read("config.json").decode("utf-8")
         names = set(_REGISTERED_NAME.findall(config))
         modules = sorted({REGISTERED_IN[name] for name in names if name in REGISTERED_IN})
-        if '"keras_cv' in config or '"module": "keras_cv' in config:
+        if '"keras_cv' in config:
             modules.append("keras_cv")
     except (OSError, KeyError, zipfile.BadZipFile, UnicodeDecodeError):
         modules = sorted(set(REGISTERED_IN.values()))
